@@ -1,0 +1,171 @@
+"""The ACTION module (Wang, She, Smolic, CVPR 2021), spec section 2.
+
+Input and output are feature maps of shape ``(N*T, C, H, W)``: the backbone runs on frames,
+the module regroups them into clips of ``T = num_segments`` frames.
+
+    xs  = LearnableShift(x)                       depthwise temporal conv, initialised as TSM
+    y1  = xs * STE(xs) + xs                       spatio-temporal gate   (N*T, 1, H, W)
+    y2  = xs * CE(xs)  + xs                       channel gate           (N*T, C, 1, 1)
+    y3  = xs * ME(xs)  + xs                       motion gate            (N*T, C, 1, 1)
+    out = y1 + y2 + y3 = xs * (3 + g1 + g2 + g3)
+
+The sum is computed in the factored form on the right: one full-size product instead of three
+full-size products and two sums, the same numbers up to float rounding. An ablation keeps a
+subset of the paths: ``out = sum over chosen k of y_k = xs * (k + sum of chosen gates)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PATHS = ("ste", "ce", "me")
+
+
+def check_paths(paths: Iterable[str]) -> tuple[str, ...]:
+    """Validate a subset of ``PATHS``; returns it in canonical order."""
+    if isinstance(paths, str):
+        paths = (paths,)
+    paths = tuple(paths)
+    unknown = [p for p in paths if p not in PATHS]
+    if unknown:
+        raise ValueError(f"unknown ACTION path(s) {unknown}; allowed: any non-empty subset of {list(PATHS)}")
+    if not paths:
+        raise ValueError(f"paths is empty; allowed: any non-empty subset of {list(PATHS)}")
+    return tuple(p for p in PATHS if p in paths)
+
+
+class LearnableShift(nn.Module):
+    """Depthwise temporal convolution, kernel 3, zero padding 1, no bias (spec step 0).
+
+    Holds the weight of ``nn.Conv1d(C, C, 3, groups=C)`` (shape ``(C, 1, 3)``) but computes
+    ``xs[t] = k0 * x[t-1] + k1 * x[t] + k2 * x[t+1]`` with three shifted multiply-adds on the
+    ``(N, T, C, H, W)`` view, instead of permuting the whole tensor to ``(N*H*W, C, T)`` and
+    back as the release does. Initialised as the TSM shift: channels ``[0, fold)`` get
+    ``(0, 0, 1)`` (frame t takes t+1), ``[fold, 2*fold)`` get ``(1, 0, 0)`` (t takes t-1),
+    the others ``(0, 1, 0)``.
+    """
+
+    def __init__(self, channels: int, num_segments: int, shift_div: int = 8) -> None:
+        super().__init__()
+        self.channels = channels
+        self.num_segments = num_segments
+        self.shift_div = shift_div
+        self.weight = nn.Parameter(torch.empty(channels, 1, 3))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        fold = self.channels // self.shift_div
+        with torch.no_grad():
+            self.weight.zero_()
+            self.weight[:fold, 0, 2] = 1.0  # frame t takes frame t+1
+            self.weight[fold : 2 * fold, 0, 0] = 1.0  # frame t takes frame t-1
+            self.weight[2 * fold :, 0, 1] = 1.0  # identity
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nt, c, h, w = x.shape
+        x5 = x.view(nt // self.num_segments, self.num_segments, c, h, w)  # (N, T, C, H, W)
+        k = self.weight.view(1, 1, c, 3, 1, 1)
+        k_prev, k_mid, k_next = k[:, :, :, 0], k[:, :, :, 1], k[:, :, :, 2]  # (1, 1, C, 1, 1)
+        out = x5 * k_mid
+        out[:, 1:].addcmul_(x5[:, :-1], k_prev)  # out[t] += k0 * x[t-1]
+        out[:, :-1].addcmul_(x5[:, 1:], k_next)  # out[t] += k2 * x[t+1]
+        return out.view(nt, c, h, w)
+
+    def uncounted_macs(self, x: torch.Tensor) -> int:
+        """Multiply-adds a ``Conv1d`` would report (3 per element); FLOP counters see none here."""
+        return 3 * x.numel()
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, num_segments={self.num_segments}, shift_div={self.shift_div}"
+
+
+class ActionModule(nn.Module):
+    """ACTION: learnable shift, then the chosen excitation paths (STE, CE, ME), spec section 2."""
+
+    def __init__(
+        self,
+        channels: int,
+        num_segments: int,
+        shift_div: int = 8,
+        paths: Iterable[str] = PATHS,
+    ) -> None:
+        super().__init__()
+        self.paths = check_paths(paths)
+        self.channels = channels
+        self.num_segments = num_segments
+        r = max(1, channels // 16)
+        self.reduced_channels = r
+        self.shift = LearnableShift(channels, num_segments, shift_div)
+        if "ste" in self.paths:
+            self.ste_conv = nn.Conv3d(1, 1, kernel_size=3, padding=1, bias=False)
+        if "ce" in self.paths:
+            self.ce_squeeze = nn.Conv2d(channels, r, kernel_size=1, bias=False)
+            self.ce_temporal = nn.Conv1d(r, r, kernel_size=3, padding=1, bias=False)
+            self.ce_expand = nn.Conv2d(r, channels, kernel_size=1, bias=False)
+        if "me" in self.paths:
+            self.me_squeeze = nn.Conv2d(channels, r, kernel_size=1, bias=False)
+            self.me_bn = nn.BatchNorm2d(r)
+            self.me_conv = nn.Conv2d(r, r, kernel_size=3, padding=1, groups=r, bias=False)
+            self.me_expand = nn.Conv2d(r, channels, kernel_size=1, bias=False)
+
+    # --- the three gates; each takes xs (N*T, C, H, W) ---------------------------------------
+
+    def ste_gate(self, xs: torch.Tensor) -> torch.Tensor:
+        """Spatio-temporal gate, ``(N*T, 1, H, W)``."""
+        nt, _, h, w = xs.shape
+        t = self.num_segments
+        s = xs.mean(dim=1, keepdim=True)  # (N*T, 1, H, W)
+        s = s.view(nt // t, t, 1, h, w).transpose(1, 2)  # (N, 1, T, H, W)
+        s = self.ste_conv(s)  # 3x3x3, 1 -> 1 channel
+        s = s.transpose(1, 2).reshape(nt, 1, h, w)  # (N*T, 1, H, W)
+        return torch.sigmoid(s)
+
+    def ce_gate(self, xs: torch.Tensor) -> torch.Tensor:
+        """Channel gate, ``(N*T, C, 1, 1)``."""
+        nt = xs.shape[0]
+        t, r = self.num_segments, self.reduced_channels
+        z = self.ce_squeeze(xs.mean(dim=(2, 3), keepdim=True))  # (N*T, r, 1, 1)
+        z = z.view(nt // t, t, r).transpose(1, 2)  # (N, r, T)
+        z = F.relu(self.ce_temporal(z))  # dense temporal conv r -> r
+        z = z.transpose(1, 2).reshape(nt, r, 1, 1)  # (N*T, r, 1, 1)
+        return torch.sigmoid(self.ce_expand(z))
+
+    def me_gate(self, xs: torch.Tensor) -> torch.Tensor:
+        """Motion gate, ``(N*T, C, 1, 1)``.
+
+        ``d[t] = g[t+1] - f[t]`` is only ever averaged over space, and the average commutes with
+        the difference, so the difference is taken on the pooled ``(N, T, r)`` tensors.
+        """
+        nt = xs.shape[0]
+        t, r = self.num_segments, self.reduced_channels
+        f = self.me_bn(self.me_squeeze(xs))  # (N*T, r, H, W)
+        g = self.me_conv(f)  # depthwise 3x3
+        f_mean = f.mean(dim=(2, 3)).view(nt // t, t, r)  # (N, T, r)
+        g_mean = g.mean(dim=(2, 3)).view(nt // t, t, r)
+        d = F.pad(g_mean[:, 1:] - f_mean[:, :-1], (0, 0, 0, 1))  # (N, T, r), d[T-1] = 0
+        return torch.sigmoid(self.me_expand(d.reshape(nt, r, 1, 1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xs = self.shift(x)
+        channel_gate = None  # (N*T, C, 1, 1): number of paths + CE gate + ME gate
+        if "ce" in self.paths:
+            channel_gate = self.ce_gate(xs)
+        if "me" in self.paths:
+            g3 = self.me_gate(xs)
+            channel_gate = g3 if channel_gate is None else channel_gate + g3
+        k = float(len(self.paths))
+        if "ste" not in self.paths:
+            return xs * (channel_gate + k)
+        g1 = self.ste_gate(xs)  # (N*T, 1, H, W)
+        if channel_gate is None:
+            return xs * (g1 + k)
+        out = xs * (channel_gate + k)
+        out.addcmul_(xs, g1)
+        return out
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, num_segments={self.num_segments}, paths={self.paths}"
