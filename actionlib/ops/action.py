@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import _fused
+
 PATHS = ("ste", "ce", "me")
 
 
@@ -44,7 +46,7 @@ class LearnableShift(nn.Module):
     Holds the weight of ``nn.Conv1d(C, C, 3, groups=C)`` (shape ``(C, 1, 3)``) but computes
     ``xs[t] = k0 * x[t-1] + k1 * x[t] + k2 * x[t+1]`` with three shifted multiply-adds on the
     ``(N, T, C, H, W)`` view, instead of permuting the whole tensor to ``(N*H*W, C, T)`` and
-    back as the release does. Initialised as the TSM shift: channels ``[0, fold)`` get
+    back as the release does (see ``_fused.shift``). Initialised as the TSM shift: channels ``[0, fold)`` get
     ``(0, 0, 1)`` (frame t takes t+1), ``[fold, 2*fold)`` get ``(1, 0, 0)`` (t takes t-1),
     the others ``(0, 1, 0)``.
     """
@@ -66,18 +68,8 @@ class LearnableShift(nn.Module):
             self.weight[2 * fold :, 0, 1] = 1.0  # identity
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        nt, c, h, w = x.shape
-        x5 = x.view(nt // self.num_segments, self.num_segments, c, h, w)  # (N, T, C, H, W)
-        k = self.weight.view(1, 1, c, 3, 1, 1)
-        k_prev, k_mid, k_next = k[:, :, :, 0], k[:, :, :, 1], k[:, :, :, 2]  # (1, 1, C, 1, 1)
-        out = x5 * k_mid
-        out[:, 1:].addcmul_(x5[:, :-1], k_prev)  # out[t] += k0 * x[t-1]
-        out[:, :-1].addcmul_(x5[:, 1:], k_next)  # out[t] += k2 * x[t+1]
-        return out.view(nt, c, h, w)
-
-    def uncounted_macs(self, x: torch.Tensor) -> int:
-        """Multiply-adds a ``Conv1d`` would report (3 per element); FLOP counters see none here."""
-        return 3 * x.numel()
+        """Standalone use (``ActionModule`` fuses the shift into its own pass)."""
+        return _fused.shift(x.contiguous(), self.weight.view(self.channels, 3), self.num_segments)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, num_segments={self.num_segments}, shift_div={self.shift_div}"
@@ -112,37 +104,36 @@ class ActionModule(nn.Module):
             self.me_conv = nn.Conv2d(r, r, kernel_size=3, padding=1, groups=r, bias=False)
             self.me_expand = nn.Conv2d(r, channels, kernel_size=1, bias=False)
 
-    # --- the three gates; each takes xs (N*T, C, H, W) ---------------------------------------
+    # --- the three gates, each from what ShiftPoolSqueeze extracted from xs -------------------
 
-    def ste_gate(self, xs: torch.Tensor) -> torch.Tensor:
-        """Spatio-temporal gate, ``(N*T, 1, H, W)``."""
-        nt, _, h, w = xs.shape
+    def ste_gate(self, cmean: torch.Tensor) -> torch.Tensor:
+        """Spatio-temporal gate ``(N*T, 1, H, W)`` from the channel mean of xs ``(N*T, 1, H, W)``."""
+        nt, _, h, w = cmean.shape
         t = self.num_segments
-        s = xs.mean(dim=1, keepdim=True)  # (N*T, 1, H, W)
-        s = s.view(nt // t, t, 1, h, w).transpose(1, 2)  # (N, 1, T, H, W)
+        s = cmean.view(nt // t, t, 1, h, w).transpose(1, 2)  # (N, 1, T, H, W)
         s = self.ste_conv(s)  # 3x3x3, 1 -> 1 channel
         s = s.transpose(1, 2).reshape(nt, 1, h, w)  # (N*T, 1, H, W)
         return torch.sigmoid(s)
 
-    def ce_gate(self, xs: torch.Tensor) -> torch.Tensor:
-        """Channel gate, ``(N*T, C, 1, 1)``."""
-        nt = xs.shape[0]
+    def ce_gate(self, smean: torch.Tensor) -> torch.Tensor:
+        """Channel gate ``(N*T, C, 1, 1)`` from the spatial mean of xs ``(N*T, C, 1, 1)``."""
+        nt = smean.shape[0]
         t, r = self.num_segments, self.reduced_channels
-        z = self.ce_squeeze(xs.mean(dim=(2, 3), keepdim=True))  # (N*T, r, 1, 1)
+        z = self.ce_squeeze(smean)  # (N*T, r, 1, 1)
         z = z.view(nt // t, t, r).transpose(1, 2)  # (N, r, T)
         z = F.relu(self.ce_temporal(z))  # dense temporal conv r -> r
         z = z.transpose(1, 2).reshape(nt, r, 1, 1)  # (N*T, r, 1, 1)
         return torch.sigmoid(self.ce_expand(z))
 
-    def me_gate(self, xs: torch.Tensor) -> torch.Tensor:
-        """Motion gate, ``(N*T, C, 1, 1)``.
+    def me_gate(self, squeezed: torch.Tensor) -> torch.Tensor:
+        """Motion gate ``(N*T, C, 1, 1)`` from ``me_squeeze(xs)`` ``(N*T, r, H, W)``.
 
         ``d[t] = g[t+1] - f[t]`` is only ever averaged over space, and the average commutes with
         the difference, so the difference is taken on the pooled ``(N, T, r)`` tensors.
         """
-        nt = xs.shape[0]
+        nt = squeezed.shape[0]
         t, r = self.num_segments, self.reduced_channels
-        f = self.me_bn(self.me_squeeze(xs))  # (N*T, r, H, W)
+        f = self.me_bn(squeezed)  # (N*T, r, H, W)
         g = self.me_conv(f)  # depthwise 3x3
         f_mean = f.mean(dim=(2, 3)).view(nt // t, t, r)  # (N, T, r)
         g_mean = g.mean(dim=(2, 3)).view(nt // t, t, r)
@@ -150,22 +141,27 @@ class ActionModule(nn.Module):
         return torch.sigmoid(self.me_expand(d.reshape(nt, r, 1, 1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xs = self.shift(x)
-        channel_gate = None  # (N*T, C, 1, 1): number of paths + CE gate + ME gate
+        t = self.num_segments
+        if x.dim() != 4 or x.shape[0] % t:
+            raise ValueError(f"ActionModule expects (N*T, C, H, W) with T={t}, got {tuple(x.shape)}")
+        x = x.contiguous()
+        k = self.shift.weight.view(self.channels, 3)
+        w_me = self.me_squeeze.weight if "me" in self.paths else None
+        xs, cmean, smean, squeezed = _fused.ShiftPoolSqueeze.apply(
+            x, k, w_me, t, "ste" in self.paths, "ce" in self.paths
+        )
+        gate_c = x.new_full((1, 1, 1, 1), float(len(self.paths)))  # one "+ xs" per path
         if "ce" in self.paths:
-            channel_gate = self.ce_gate(xs)
+            gate_c = gate_c + self.ce_gate(smean)
         if "me" in self.paths:
-            g3 = self.me_gate(xs)
-            channel_gate = g3 if channel_gate is None else channel_gate + g3
-        k = float(len(self.paths))
-        if "ste" not in self.paths:
-            return xs * (channel_gate + k)
-        g1 = self.ste_gate(xs)  # (N*T, 1, H, W)
-        if channel_gate is None:
-            return xs * (g1 + k)
-        out = xs * (channel_gate + k)
-        out.addcmul_(xs, g1)
-        return out
+            gate_c = gate_c + self.me_gate(squeezed)
+        gate_s = self.ste_gate(cmean) if "ste" in self.paths else None
+        return _fused.Excite.apply(xs, gate_c, gate_s, x, k, t)
+
+    def uncounted_macs(self, x: torch.Tensor) -> int:
+        """Multiply-adds of the learnable shift as a ``Conv1d`` would report them (3 per element);
+        FLOP counters see none, since it runs as element-wise multiply-adds."""
+        return 3 * x.numel()
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, num_segments={self.num_segments}, paths={self.paths}"

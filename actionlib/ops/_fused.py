@@ -1,0 +1,130 @@
+"""Hand-written autograd for the full-size, element-wise part of the ACTION module.
+
+Everything that touches a full ``(N*T, C, H, W)`` tensor lives in two functions with their own
+backward passes; the small gate networks (STE's 3-D conv, CE's MLP, ME's BN and depthwise conv)
+stay in ordinary autograd. Why: left to autograd, the module writes a dozen full-size temporaries
+per training step (broadcast products, expanded mean gradients, copies for in-place slices), and
+keeps ``xs`` alive for the backward pass. Here the backward pass recomputes ``xs`` from ``x``
+(three multiply-adds), reuses one scratch buffer, and only ``x`` is saved.
+
+- ``ShiftPoolSqueeze(x, k, w_me)``: ``xs = shift(x; k)`` and what the gates need from it:
+  its channel mean ``(N*T, 1, H, W)`` (STE), its spatial mean ``(N*T, C, 1, 1)`` (CE) and the
+  1x1 convolution ``w_me * xs`` ``(N*T, r, H, W)`` (ME).
+- ``Excite(xs, gate_c, gate_s, x, k)``: ``out = xs * gate_c + xs * gate_s`` with ``gate_c``
+  ``(N*T, C, 1, 1)`` and ``gate_s`` ``(N*T, 1, H, W)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def shift(x: torch.Tensor, k: torch.Tensor, t: int) -> torch.Tensor:
+    """``xs[t] = k0 * x[t-1] + k1 * x[t] + k2 * x[t+1]`` per channel; ``k`` is ``(C, 3)``."""
+    nt, c, h, w = x.shape
+    x5 = x.view(nt // t, t, c, h, w)  # (N, T, C, H, W)
+    k5 = k.t().reshape(3, 1, 1, c, 1, 1)  # (3, 1, 1, C, 1, 1)
+    out = torch.mul(x, k5[1].view(1, c, 1, 1))
+    out5 = out.view(nt // t, t, c, h, w)
+    out5[:, 1:].addcmul_(x5[:, :-1], k5[0])  # + k0 * x[t-1]
+    out5[:, :-1].addcmul_(x5[:, 1:], k5[2])  # + k2 * x[t+1]
+    return out
+
+
+def shift_transpose(g: torch.Tensor, k: torch.Tensor, t: int) -> torch.Tensor:
+    """The adjoint of ``shift``: ``gx[s] = k1 * g[s] + k0 * g[s+1] + k2 * g[s-1]``."""
+    nt, c, h, w = g.shape
+    g5 = g.view(nt // t, t, c, h, w)
+    k5 = k.t().reshape(3, 1, 1, c, 1, 1)
+    gx = torch.mul(g, k5[1].view(1, c, 1, 1))
+    gx5 = gx.view(nt // t, t, c, h, w)
+    gx5[:, :-1].addcmul_(g5[:, 1:], k5[0])  # x[s] fed xs[s+1] through k0
+    gx5[:, 1:].addcmul_(g5[:, :-1], k5[2])  # x[s] fed xs[s-1] through k2
+    return gx
+
+
+def shift_weight_grad(g: torch.Tensor, x: torch.Tensor, t: int, buf: torch.Tensor) -> torch.Tensor:
+    """Gradient of ``shift`` w.r.t. ``k`` ``(C, 3)``; ``buf`` is full-size scratch space."""
+    nt, c, h, w = x.shape
+    g5, x5, b5 = (a.view(nt // t, t, c, h, w) for a in (g, x, buf))
+    dims = (0, 1, 3, 4)
+    k0 = torch.mul(g5[:, 1:], x5[:, :-1], out=b5[:, 1:]).sum(dims)
+    k1 = torch.mul(g5, x5, out=b5).sum(dims)
+    k2 = torch.mul(g5[:, :-1], x5[:, 1:], out=b5[:, :-1]).sum(dims)
+    return torch.stack((k0, k1, k2), dim=1)
+
+
+class ShiftPoolSqueeze(torch.autograd.Function):
+    """``(x, k, w_me) -> (xs, channel mean, spatial mean, w_me * xs)``; unused outputs are empty."""
+
+    @staticmethod
+    def forward(ctx, x, k, w_me, t: int, want_cmean: bool, want_smean: bool):
+        xs = shift(x, k, t)
+        empty = x.new_empty(0)
+        cmean = xs.mean(dim=1, keepdim=True) if want_cmean else empty  # (N*T, 1, H, W)
+        smean = xs.mean(dim=(2, 3), keepdim=True) if want_smean else empty  # (N*T, C, 1, 1)
+        squeezed = F.conv2d(xs, w_me) if w_me is not None else empty  # (N*T, r, H, W)
+        ctx.save_for_backward(x, k, w_me)
+        ctx.t = t
+        ctx.set_materialize_grads(False)
+        return xs, cmean, smean, squeezed
+
+    @staticmethod
+    def backward(ctx, g_xs, g_cmean, g_smean, g_squeezed):
+        x, k, w_me = ctx.saved_tensors
+        t = ctx.t
+        nt, c, h, w = x.shape
+        # total gradient w.r.t. xs, accumulated in one new buffer (the incoming one is not ours)
+        g = torch.zeros_like(x) if g_xs is None else g_xs
+        owned = g_xs is None
+        for part, scale in ((g_cmean, 1.0 / c), (g_smean, 1.0 / (h * w))):  # means over C, over H*W
+            if part is not None:
+                g = g.add_(part, alpha=scale) if owned else torch.add(g, part, alpha=scale)
+                owned = True
+        if not owned:
+            g = g.contiguous().clone()
+        grad_w = None
+        if g_squeezed is not None and w_me is not None:
+            r = w_me.shape[0]
+            gs = g_squeezed.reshape(nt, r, h * w)
+            w2 = w_me.view(r, c)
+            g.view(nt, c, h * w).baddbmm_(w2.t().expand(nt, c, r), gs)  # 1x1 conv, input grad
+            if ctx.needs_input_grad[2]:
+                xs = shift(x, k, t)
+                grad_w = torch.bmm(gs, xs.view(nt, c, h * w).transpose(1, 2)).sum(0).view_as(w_me)
+                del xs
+        grad_x = shift_transpose(g, k, t) if ctx.needs_input_grad[0] else None
+        grad_k = shift_weight_grad(g, x, t, torch.empty_like(x)) if ctx.needs_input_grad[1] else None
+        return grad_x, grad_k, grad_w, None, None, None
+
+
+class Excite(torch.autograd.Function):
+    """``out = xs * gate_c + xs * gate_s``; the backward pass recomputes ``xs`` from ``x``."""
+
+    @staticmethod
+    def forward(ctx, xs, gate_c, gate_s, x, k, t: int):
+        out = torch.mul(xs, gate_c)
+        if gate_s is not None:
+            out.addcmul_(xs, gate_s)
+        ctx.save_for_backward(gate_c, gate_s, x, k)
+        ctx.t = t
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        gate_c, gate_s, x, k = ctx.saved_tensors
+        g = g.contiguous()
+        grad_xs = torch.mul(g, gate_c)
+        if gate_s is not None:
+            grad_xs.addcmul_(g, gate_s)
+        grad_c = grad_s = None
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            prod = shift(x, k, ctx.t).mul_(g)  # g * xs, in the buffer of xs
+            if ctx.needs_input_grad[1]:
+                grad_c = prod.sum(dim=(2, 3), keepdim=True)
+                if gate_c.shape[0] == 1:
+                    grad_c = grad_c.sum(dim=0, keepdim=True)
+            if gate_s is not None and ctx.needs_input_grad[2]:
+                grad_s = prod.sum(dim=1, keepdim=True)
+        return grad_xs, grad_c, grad_s, None, None, None

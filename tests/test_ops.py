@@ -1,0 +1,127 @@
+"""The ACTION module and the TSM shift against spec sections 0-2, computed literally."""
+
+import itertools
+
+import pytest
+import torch
+
+from actionlib.ops import PATHS, ActionModule, LearnableShift, TemporalShift, temporal_shift
+from reference_action import params_of, reference_action
+
+ALL_SUBSETS = [c for k in (1, 2, 3) for c in itertools.combinations(PATHS, k)]
+
+
+def randomise(module):
+    """Random weights everywhere (the TSM-like initial shift would hide shift bugs)."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn_like(p) * 0.5)
+
+
+def rel_err(a, b):
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
+
+
+@pytest.mark.parametrize("paths", ALL_SUBSETS, ids=lambda p: "+".join(p))
+def test_action_matches_reference_float64(paths):
+    T, N, C, H, W = 4, 2, 32, 5, 6
+    m = ActionModule(C, T, paths=paths).double()
+    randomise(m)
+    x = torch.randn(N * T, C, H, W, dtype=torch.float64, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    out = m(x)
+    ref = reference_action(x_ref, T, params_of(m), paths)
+    assert out.shape == (N * T, C, H, W)
+    assert rel_err(out, ref) <= 1e-5
+
+    g = torch.randn_like(out)
+    grads = torch.autograd.grad(out, [x, *m.parameters()], g)
+    grads_ref = torch.autograd.grad(ref, [x_ref, *m.parameters()], g)
+    names = ["input"] + [n for n, _ in m.named_parameters()]
+    for name, a, b in zip(names, grads, grads_ref):
+        assert rel_err(a, b) <= 1e-5, name
+
+
+def test_action_matches_reference_float32():
+    T, N, C, H, W = 8, 2, 64, 7, 7
+    m = ActionModule(C, T)
+    randomise(m)
+    x = torch.randn(N * T, C, H, W, requires_grad=True)
+    out = m(x)
+    ref = reference_action(x, T, params_of(m))
+    assert rel_err(out, ref) <= 1e-4
+    g = torch.randn_like(out)
+    ga = torch.autograd.grad(out, [x, m.shift.weight, m.me_squeeze.weight], g)
+    gb = torch.autograd.grad(ref, [x, m.shift.weight, m.me_squeeze.weight], g)
+    for a, b in zip(ga, gb):
+        assert rel_err(a, b) <= 1e-4
+
+
+def test_action_gradcheck():
+    """Numerical gradients of the hand-written backward passes."""
+    T, C = 3, 16
+    m = ActionModule(C, T).double()
+    randomise(m)
+    x = torch.randn(2 * T, C, 3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda inp: m(inp), (x,))
+
+
+def test_shift_initialised_as_tsm_and_trainable():
+    C, T = 32, 4
+    m = ActionModule(C, T)
+    k = m.shift.weight.detach().reshape(C, 3)
+    fold = C // 8
+    assert torch.equal(k[:fold], torch.tensor([[0.0, 0.0, 1.0]]).expand(fold, 3))
+    assert torch.equal(k[fold : 2 * fold], torch.tensor([[1.0, 0.0, 0.0]]).expand(fold, 3))
+    assert torch.equal(k[2 * fold :], torch.tensor([[0.0, 1.0, 0.0]]).expand(C - 2 * fold, 3))
+    # the initial learnable shift is exactly the fixed TSM shift
+    x = torch.randn(2 * T, C, 3, 3)
+    assert torch.allclose(m.shift(x), temporal_shift(x, T, 8))
+    # and it stays trainable
+    assert m.shift.weight.requires_grad
+    before = m.shift.weight.detach().clone()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    m(torch.randn(2 * T, C, 3, 3)).square().mean().backward()
+    opt.step()
+    assert not torch.equal(before, m.shift.weight.detach())
+
+
+def test_learnable_shift_equals_depthwise_conv1d():
+    C, T, N, H, W = 12, 5, 2, 3, 4
+    m = LearnableShift(C, T)
+    with torch.no_grad():
+        m.weight.normal_()
+    x = torch.randn(N * T, C, H, W)
+    # the release's formulation: (N*H*W, C, T) through Conv1d(C, C, 3, padding=1, groups=C)
+    seq = x.view(N, T, C, H, W).permute(0, 3, 4, 2, 1).reshape(N * H * W, C, T)
+    ref = torch.nn.functional.conv1d(seq, m.weight, padding=1, groups=C)
+    ref = ref.view(N, H, W, C, T).permute(0, 4, 3, 1, 2).reshape(N * T, C, H, W)
+    assert torch.allclose(m(x), ref, atol=1e-6)
+
+
+def test_tsm_shift_values():
+    T, C = 4, 16
+    x = torch.arange(2 * T, dtype=torch.float32).view(2 * T, 1, 1, 1).expand(2 * T, C, 2, 2).contiguous()
+    out = temporal_shift(x, T, 8).view(2, T, C, 2, 2)[..., 0, 0]  # (N, T, C) frame numbers
+    frames = torch.arange(2 * T, dtype=torch.float32).view(2, T)
+    # channels [0, 2): next frame, zero at the end
+    assert torch.equal(out[:, :-1, 0], frames[:, 1:]) and torch.all(out[:, -1, :2] == 0)
+    # channels [2, 4): previous frame, zero at the start
+    assert torch.equal(out[:, 1:, 2], frames[:, :-1]) and torch.all(out[:, 0, 2:4] == 0)
+    # the rest untouched
+    assert torch.equal(out[:, :, 4:], frames.unsqueeze(-1).expand(2, T, C - 4))
+
+
+def test_tsm_shift_is_fixed():
+    assert list(TemporalShift(64, 8).parameters()) == []
+
+
+@pytest.mark.parametrize("bad", [[], ["ste", "motion"], ["xx"]])
+def test_bad_paths(bad):
+    with pytest.raises(ValueError, match="allowed"):
+        ActionModule(32, 4, paths=bad)
+
+
+def test_module_rejects_batch_not_divisible():
+    with pytest.raises(ValueError, match="T=4"):
+        ActionModule(32, 4)(torch.randn(6, 32, 3, 3))
