@@ -85,17 +85,19 @@ class ShiftPoolSqueeze(torch.autograd.Function):
         if not owned:
             g = g.contiguous().clone()
         grad_w = None
+        scratch = None  # a full-size buffer, reused for the shift-weight products
         if g_squeezed is not None and w_me is not None:
             r = w_me.shape[0]
             gs = g_squeezed.reshape(nt, r, h * w)
             w2 = w_me.view(r, c)
             g.view(nt, c, h * w).baddbmm_(w2.t().expand(nt, c, r), gs)  # 1x1 conv, input grad
             if ctx.needs_input_grad[2]:
-                xs = shift(x, k, t)
-                grad_w = torch.bmm(gs, xs.view(nt, c, h * w).transpose(1, 2)).sum(0).view_as(w_me)
-                del xs
+                scratch = shift(x, k, t)  # xs, recomputed
+                grad_w = torch.bmm(gs, scratch.view(nt, c, h * w).transpose(1, 2)).sum(0).view_as(w_me)
         grad_x = shift_transpose(g, k, t) if ctx.needs_input_grad[0] else None
-        grad_k = shift_weight_grad(g, x, t, torch.empty_like(x)) if ctx.needs_input_grad[1] else None
+        grad_k = None
+        if ctx.needs_input_grad[1]:
+            grad_k = shift_weight_grad(g, x, t, torch.empty_like(x) if scratch is None else scratch)
         return grad_x, grad_k, grad_w, None, None, None
 
 

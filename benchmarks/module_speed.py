@@ -1,0 +1,158 @@
+"""ACTION-ResNet-50 vs TSN-ResNet-50 on CPU: train-step and inference time, peak memory.
+
+Side by side in one run: the models' steps are interleaved (TSN, ACTION, release-style ACTION,
+TSN, ...) so that machine noise hits all alike; each figure is the median over repeats. Memory:
+each model trains two SGD steps (momentum 0.9) in a fresh subprocess; "step peak" is the peak
+resident memory above the process right after start-up (VmHWM, reset through
+/proc/self/clear_refs): weights, gradients, momentum, activations and workspace. "saved" is the
+bytes of the distinct storages autograd keeps for the backward pass of one step.
+
+    python benchmarks/module_speed.py [--clips 2 --frames 8 --size 112 --repeats 7 --threads 2]
+
+Targets (issue 2): train-step ratio ACTION/TSN <= 1.15, inference <= 1.10, memory <= 1.3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import actionlib  # noqa: E402
+from actionlib.models.backbones import insert_temporal, insertion_points  # noqa: E402
+
+MODELS = ("tsn", "action", "release")
+
+
+def build(kind: str, frames: int) -> nn.Module:
+    if kind != "release":
+        return actionlib.build_model(kind, "resnet50", 174, frames)
+    from release_style import ReleaseStyleAction
+
+    model = actionlib.build_model("tsn", "resnet50", 174, frames)
+    points = insertion_points("resnet50", model.backbone)
+    insert_temporal(model.backbone, lambda c: ReleaseStyleAction(c, frames), points)
+    return model
+
+
+def train_step(model, x, y, opt):
+    opt.zero_grad(set_to_none=True)
+    nn.functional.cross_entropy(model(x), y).backward()
+
+
+def status_mb(field: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process, from /proc (Linux)."""
+    with open("/proc/self/status") as f:
+        line = next(line for line in f if line.startswith(field + ":"))
+    return int(line.split()[1]) / 1024
+
+
+def memory_child(kind: str, args: argparse.Namespace, queue) -> None:
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    before = status_mb("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM to the current resident size
+    model = build(kind, args.frames)
+    x = torch.randn(args.clips, args.frames, 3, args.size, args.size)
+    y = torch.zeros(args.clips, dtype=torch.long)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    saved = {}
+
+    def pack(t):  # count each storage once, however many nodes save it
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    for _ in range(2):  # the second step runs with momentum buffers in place
+        saved.clear()
+        opt.zero_grad(set_to_none=True)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+    queue.put({"peak_step_mb": status_mb("VmHWM") - before, "saved_mb": sum(saved.values()) / 2**20})
+
+
+def measure_memory(kind: str, args) -> dict:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=memory_child, args=(kind, args, queue))
+    proc.start()
+    out = queue.get()
+    proc.join()
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--clips", type=int, default=2)
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--size", type=int, default=112)
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", help="write the results to this file")
+    args = p.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    x = torch.randn(args.clips, args.frames, 3, args.size, args.size)
+    y = torch.zeros(args.clips, dtype=torch.long)
+    models = {k: build(k, args.frames) for k in MODELS}
+    opts = {k: torch.optim.SGD(m.parameters(), lr=0.01) for k, m in models.items()}
+    times = {(k, mode): [] for k in MODELS for mode in ("train", "infer")}
+    for i in range(args.warmup + args.repeats):
+        for k, m in models.items():
+            m.train()
+            t0 = time.perf_counter()
+            train_step(m, x, y, opts[k])
+            t1 = time.perf_counter()
+            m.eval()
+            with torch.no_grad():
+                m(x)
+            t2 = time.perf_counter()
+            if i >= args.warmup:
+                times[k, "train"].append(t1 - t0)
+                times[k, "infer"].append(t2 - t1)
+    med = {key: statistics.median(v) * 1e3 for key, v in times.items()}
+    mem = {k: measure_memory(k, args) for k in MODELS}
+
+    result = {
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "torch": torch.__version__,
+        "input": f"{args.clips} clips x {args.frames} frames x {args.size}x{args.size}",
+        "median_ms": {f"{k}/{mode}": round(v, 1) for (k, mode), v in med.items()},
+        "memory_mb": {k: {n: round(v, 1) for n, v in d.items()} for k, d in mem.items()},
+    }
+    for k in ("action", "release"):
+        result[f"{k}_vs_tsn"] = {
+            "train_step": round(med[k, "train"] / med["tsn", "train"], 3),
+            "inference": round(med[k, "infer"] / med["tsn", "infer"], 3),
+            "peak_step_memory": round(mem[k]["peak_step_mb"] / mem["tsn"]["peak_step_mb"], 3),
+            "saved_for_backward": round(mem[k]["saved_mb"] / mem["tsn"]["saved_mb"], 3),
+        }
+    print(f"ResNet-50, {result['input']}, CPU {result['machine']}, torch {result['torch']}")
+    print(f"{'model':<10}{'train ms':>10}{'infer ms':>10}{'step peak MB':>14}{'saved MB':>10}")
+    for k in MODELS:
+        print(f"{k:<10}{med[k, 'train']:>10.1f}{med[k, 'infer']:>10.1f}"
+              f"{mem[k]['peak_step_mb']:>14.1f}{mem[k]['saved_mb']:>10.1f}")  # fmt: skip
+    for k in ("action", "release"):
+        r = result[f"{k}_vs_tsn"]
+        print(f"{k}/tsn ratio: train step {r['train_step']:.3f}, inference {r['inference']:.3f}, "
+              f"step peak memory {r['peak_step_memory']:.3f}, saved for backward {r['saved_for_backward']:.3f}")  # fmt: skip
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
