@@ -13,6 +13,11 @@ import sys
 
 COMMANDS = {
     "profile": "actionlib.profiling",
+    "train": "actionlib.engine.train_cmd",
+    "eval": "actionlib.engine.eval_cmd",
+    "reproduce": "actionlib.reproduce",
+    "synth": "actionlib.data.synthetic",
+    "cam": "actionlib.cam.cli",
 }
 
 
