@@ -40,6 +40,12 @@ def check_paths(paths: Iterable[str]) -> tuple[str, ...]:
     return tuple(p for p in PATHS if p in paths)
 
 
+def _linear(z: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """A bias-free 1x1 ``conv`` applied to pooled features ``(B, C_in)``, as one matrix product
+    (same numbers and MACs as the convolution on ``(B, C_in, 1, 1)``, far less call overhead)."""
+    return F.linear(z, conv.weight.view(conv.out_channels, conv.in_channels))
+
+
 class LearnableShift(nn.Module):
     """Depthwise temporal convolution, kernel 3, zero padding 1, no bias (spec step 0).
 
@@ -95,15 +101,15 @@ class ActionModule(nn.Module):
         if "ste" in self.paths:
             self.ste_conv = nn.Conv3d(1, 1, kernel_size=3, padding=1, bias=False)
         if "ce" in self.paths:
-            # 1x1 convolutions of pooled (N*T, C, 1, 1) maps are matrix products: nn.Linear
-            self.ce_squeeze = nn.Linear(channels, r, bias=False)
+            # 1x1 convolutions of pooled (N*T, C, 1, 1) maps; run as matrix products (``_linear``)
+            self.ce_squeeze = nn.Conv2d(channels, r, kernel_size=1, bias=False)
             self.ce_temporal = nn.Conv1d(r, r, kernel_size=3, padding=1, bias=False)
-            self.ce_expand = nn.Linear(r, channels, bias=False)
+            self.ce_expand = nn.Conv2d(r, channels, kernel_size=1, bias=False)
         if "me" in self.paths:
             self.me_squeeze = nn.Conv2d(channels, r, kernel_size=1, bias=False)
             self.me_bn = nn.BatchNorm2d(r)
             self.me_conv = nn.Conv2d(r, r, kernel_size=3, padding=1, groups=r, bias=False)
-            self.me_expand = nn.Linear(r, channels, bias=False)
+            self.me_expand = nn.Conv2d(r, channels, kernel_size=1, bias=False)
 
     # --- the three gates, each from what ShiftPoolSqueeze extracted from xs -------------------
 
@@ -120,11 +126,11 @@ class ActionModule(nn.Module):
         """Channel gate ``(N*T, C, 1, 1)`` from the spatial mean of xs ``(N*T, C, 1, 1)``."""
         nt, c = smean.shape[:2]
         t, r = self.num_segments, self.reduced_channels
-        z = self.ce_squeeze(smean.view(nt, c))  # (N*T, r)
+        z = _linear(smean.view(nt, c), self.ce_squeeze)  # (N*T, r)
         z = z.view(nt // t, t, r).transpose(1, 2)  # (N, r, T)
         z = F.relu(self.ce_temporal(z))  # dense temporal conv r -> r
         z = z.transpose(1, 2).reshape(nt, r)  # (N*T, r)
-        return torch.sigmoid(self.ce_expand(z)).view(nt, c, 1, 1)
+        return torch.sigmoid(_linear(z, self.ce_expand)).view(nt, c, 1, 1)
 
     def me_gate(self, squeezed: torch.Tensor) -> torch.Tensor:
         """Motion gate ``(N*T, C, 1, 1)`` from ``me_squeeze(xs)`` ``(N*T, r, H, W)``.
@@ -139,7 +145,7 @@ class ActionModule(nn.Module):
         f_mean = f.mean(dim=(2, 3)).view(nt // t, t, r)  # (N, T, r)
         g_mean = g.mean(dim=(2, 3)).view(nt // t, t, r)
         d = F.pad(g_mean[:, 1:] - f_mean[:, :-1], (0, 0, 0, 1))  # (N, T, r), d[T-1] = 0
-        return torch.sigmoid(self.me_expand(d.reshape(nt, r))).view(nt, self.channels, 1, 1)
+        return torch.sigmoid(_linear(d.reshape(nt, r), self.me_expand)).view(nt, self.channels, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = self.num_segments
