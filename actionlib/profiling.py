@@ -2,8 +2,9 @@
 
 GMACs are counted with ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matrix
 products; one multiply-add = 2 FLOPs), as the reference numbers of spec section 4 were. Modules
-that do a convolution's arithmetic with element-wise ops (``LearnableShift``) declare it through
-``uncounted_macs(input)`` and are added, so that the count is the one a ``Conv1d`` would give.
+that do a convolution's arithmetic with element-wise ops (``ActionModule``'s learnable shift)
+declare it through ``uncounted_macs(input)`` and are added, so that the count is the one a
+``Conv1d`` would give.
 """
 
 from __future__ import annotations
