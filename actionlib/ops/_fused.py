@@ -123,10 +123,8 @@ class Excite(torch.autograd.Function):
         grad_c = grad_s = None
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
             prod = shift(x, k, ctx.t).mul_(g)  # g * xs, in the buffer of xs
-            if ctx.needs_input_grad[1]:
+            if ctx.needs_input_grad[1]:  # gate_c (N*T, C, 1, 1); a constant gate needs no grad
                 grad_c = prod.sum(dim=(2, 3), keepdim=True)
-                if gate_c.shape[0] == 1:
-                    grad_c = grad_c.sum(dim=0, keepdim=True)
             if gate_s is not None and ctx.needs_input_grad[2]:
                 grad_s = prod.sum(dim=1, keepdim=True)
         return grad_xs, grad_c, grad_s, None, None, None
