@@ -46,6 +46,23 @@ def _linear(z: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     return F.linear(z, conv.weight.view(conv.out_channels, conv.in_channels))
 
 
+def _temporal_conv(z: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``nn.Conv1d(r, r, 3, padding=1, bias=False)`` over the T axis of ``z`` ``(N, T, r)`` as one
+    matrix product of the unfolded windows; returns ``(N*T, r)``."""
+    n, t, r = z.shape
+    windows = F.pad(z, (0, 0, 1, 1)).unfold(1, 3, 1)  # (N, T, r, 3): [n, t, i, k] = z[n, t+k-1, i]
+    return F.linear(windows.reshape(n * t, r * 3), weight.reshape(weight.shape[0], r * 3))
+
+
+def _tap_regions(size: int, like: torch.Tensor) -> torch.Tensor:
+    """``(3, size)`` 0/1 rows: which input rows a 3-tap kernel with zero padding 1 reads at tap
+    0 (offset -1: all but the last), 1 (all) and 2 (offset +1: all but the first)."""
+    m = like.new_ones(3, size)
+    m[0, -1] = 0
+    m[2, 0] = 0
+    return m
+
+
 class LearnableShift(nn.Module):
     """Depthwise temporal convolution, kernel 3, zero padding 1, no bias (spec step 0).
 
@@ -117,20 +134,17 @@ class ActionModule(nn.Module):
         """Spatio-temporal gate ``(N*T, 1, H, W)`` from the channel mean of xs ``(N*T, 1, H, W)``."""
         nt, _, h, w = cmean.shape
         t = self.num_segments
-        s = cmean.view(nt // t, t, 1, h, w).transpose(1, 2)  # (N, 1, T, H, W)
-        s = self.ste_conv(s)  # 3x3x3, 1 -> 1 channel
-        s = s.transpose(1, 2).reshape(nt, 1, h, w)  # (N*T, 1, H, W)
-        return torch.sigmoid(s)
+        # one channel: (N*T, 1, H, W) and (N, 1, T, H, W) are the same memory, no transpose needed
+        s = self.ste_conv(cmean.view(nt // t, 1, t, h, w))  # 3x3x3, 1 -> 1 channel
+        return torch.sigmoid(s.reshape(nt, 1, h, w))
 
     def ce_gate(self, smean: torch.Tensor) -> torch.Tensor:
         """Channel gate ``(N*T, C, 1, 1)`` from the spatial mean of xs ``(N*T, C, 1, 1)``."""
         nt, c = smean.shape[:2]
         t, r = self.num_segments, self.reduced_channels
         z = _linear(smean.view(nt, c), self.ce_squeeze)  # (N*T, r)
-        z = z.view(nt // t, t, r).transpose(1, 2)  # (N, r, T)
-        z = F.relu(self.ce_temporal(z))  # dense temporal conv r -> r
-        z = z.transpose(1, 2).reshape(nt, r)  # (N*T, r)
-        return torch.sigmoid(_linear(z, self.ce_expand)).view(nt, c, 1, 1)
+        z = _temporal_conv(z.view(nt // t, t, r), self.ce_temporal.weight)  # (N*T, r)
+        return torch.sigmoid(_linear(F.relu(z), self.ce_expand)).view(nt, c, 1, 1)
 
     def me_gate(self, squeezed: torch.Tensor) -> torch.Tensor:
         """Motion gate ``(N*T, C, 1, 1)`` from ``me_squeeze(xs)`` ``(N*T, r, H, W)``.
@@ -138,12 +152,16 @@ class ActionModule(nn.Module):
         ``d[t] = g[t+1] - f[t]`` is only ever averaged over space, and the average commutes with
         the difference, so the difference is taken on the pooled ``(N, T, r)`` tensors.
         """
-        nt = squeezed.shape[0]
+        nt, _, h, w = squeezed.shape
         t, r = self.num_segments, self.reduced_channels
         f = self.me_bn(squeezed)  # (N*T, r, H, W)
-        g = self.me_conv(f)  # depthwise 3x3
-        f_mean = f.mean(dim=(2, 3)).view(nt // t, t, r)  # (N, T, r)
-        g_mean = g.mean(dim=(2, 3)).view(nt // t, t, r)
+        # The spatial mean of the depthwise 3x3 conv (zero padding) of f, without the conv: tap
+        # (a, b) reads the rows rows[a] and columns cols[b] of f, so sum_yx conv(f) =
+        # sum_ab w[a, b] * V[a, b] with V = rows @ f @ cols^T, the 3 x 3 region sums of f.
+        rows, cols = _tap_regions(h, f), _tap_regions(w, f)  # (3, H), (3, W)
+        v = torch.matmul(torch.matmul(rows, f), cols.t()).view(nt, r, 9)  # (N*T, r, 9)
+        f_mean = v[:, :, 4].view(nt // t, t, r) / (h * w)  # V[1, 1] sums all of f  (N, T, r)
+        g_mean = (v * self.me_conv.weight.view(1, r, 9)).sum(2).view(nt // t, t, r) / (h * w)
         d = F.pad(g_mean[:, 1:] - f_mean[:, :-1], (0, 0, 0, 1))  # (N, T, r), d[T-1] = 0
         return torch.sigmoid(_linear(d.reshape(nt, r), self.me_expand)).view(nt, self.channels, 1, 1)
 
@@ -166,9 +184,14 @@ class ActionModule(nn.Module):
         return _fused.Excite.apply(xs, gate_c, gate_s, x, k, t)
 
     def uncounted_macs(self, x: torch.Tensor) -> int:
-        """Multiply-adds of the learnable shift as a ``Conv1d`` would report them (3 per element);
-        FLOP counters see none, since it runs as element-wise multiply-adds."""
-        return 3 * x.numel()
+        """What a FLOP counter misses of the module as the release computes it, so that counts
+        compare with spec section 4: the learnable shift as a ``Conv1d`` (3 multiply-adds per
+        element; here element-wise ops, which counters skip), and for ME the depthwise 3x3 conv
+        (9 per element of the squeezed map) less the two small region-sum products counted in
+        its place (``3*H*W + 9*W`` per map)."""
+        nt, _, h, w = x.shape
+        me = nt * self.reduced_channels * (9 * h * w - 3 * h * w - 9 * w) if "me" in self.paths else 0
+        return 3 * x.numel() + me
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, num_segments={self.num_segments}, paths={self.paths}"
