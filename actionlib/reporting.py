@@ -230,12 +230,23 @@ def save_figure(fig, name: str, results_dir: str | os.PathLike | None, *, dpi: i
     _check_name(name)
     if results_dir is None:
         return None
-    figures = Path(results_dir) / "figures"
-    figures.mkdir(parents=True, exist_ok=True)
-    path = figures / f"{name}.png"
-    fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
-    log.info("wrote %s", path)
-    return path
+    return write_figure(fig, Path(results_dir) / "figures" / name, ("png",), dpi=dpi)[0]
+
+
+def write_figure(fig, path: str | os.PathLike, formats: Sequence[str] = ("png",), *, dpi: int = 120) -> list[Path]:
+    """Save ``fig`` as ``<path without suffix>.<fmt>`` for each format, creating the folder;
+    without creation date or software tags, so that reruns write the same bytes."""
+    path = Path(path)
+    stem = path.with_suffix("") if path.suffix.lower() in (".png", ".pdf", ".svg", ".jpg") else path
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    out = []
+    for fmt in formats:
+        p = stem.with_name(f"{stem.name}.{fmt}")
+        meta = {"CreationDate": None} if fmt == "pdf" else {"Software": None} if fmt == "png" else {}
+        fig.savefig(p, dpi=dpi, bbox_inches="tight", metadata=meta)
+        log.info("wrote %s", p)
+        out.append(p)
+    return out
 
 
 def _check_name(name: str) -> None:

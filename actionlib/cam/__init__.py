@@ -11,26 +11,7 @@
 - ``cli``: the ``actionlib cam`` command.
 """
 
-from .core import (
-    METHOD_LABELS,
-    METHODS,
-    VideoCAM,
-    VideoCAMResult,
-    canonical_method,
-    compute_cam,
-    default_target_layer,
-    iter_methods,
-    resolve_target_layers,
-)
+from . import core
+from .core import *  # noqa: F403  (the names in core.__all__)
 
-__all__ = [
-    "METHODS",
-    "METHOD_LABELS",
-    "VideoCAM",
-    "VideoCAMResult",
-    "canonical_method",
-    "compute_cam",
-    "default_target_layer",
-    "iter_methods",
-    "resolve_target_layers",
-]
+__all__ = list(core.__all__)

@@ -159,18 +159,9 @@ def compare_models(
 
 def save_figure(fig, path: str | os.PathLike, formats: Sequence[str] = ("png", "pdf"), dpi: int = 150) -> list[Path]:
     """Save ``fig`` as ``<path without suffix>.<fmt>`` for each format; returns the paths."""
-    path = Path(path)
-    stem = path.with_suffix("") if path.suffix.lower() in (".png", ".pdf", ".svg", ".jpg") else path
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    out = []
-    for fmt in formats:
-        p = stem.with_name(f"{stem.name}.{fmt}")
-        # no creation date / software in the files, so that reruns give the same bytes
-        meta = {"CreationDate": None} if fmt == "pdf" else {"Software": None} if fmt == "png" else {}
-        fig.savefig(p, dpi=dpi, bbox_inches="tight", metadata=meta)
-        log.info("wrote %s", p)
-        out.append(p)
-    return out
+    from ..reporting import write_figure
+
+    return write_figure(fig, path, formats, dpi=dpi)
 
 
 __all__ = ["MODEL_LABELS", "cam_grid", "compare_models", "overlay", "row_label", "save_figure", "to_display"]
