@@ -6,6 +6,9 @@ TSN multi-scale crop with scales (1, .875, .75, .66) to 224) and normalise with 
 mean/std, giving float tensors of 8 x 3 x 224 x 224 per clip (actionlib also in the variant that
 ships uint8 clips from the loader and normalises each batch in the consuming process). Measured through a DataLoader with
 0 and 2 workers, batch 8, one torch thread per process, pipelines alternated, best of repeats.
+actionlib runs its default path: the crop is drawn first and only that box of each JPEG is
+decoded (libjpeg-turbo region decoder, compiled on first use); ``ACTIONLIB_NO_CPP=1`` measures
+the whole-frame path instead. The first line of output says which one ran.
 
     .venv/bin/python benchmarks/data_speed.py [--videos 24 --frames 32 --clips 96 --repeats 3]
 """
@@ -25,6 +28,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from actionlib.data import ClipNormalize, build_dataset, build_transform
+from actionlib.data.io import can_decode_regions
 from actionlib.data.sampling import sample_indices
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
@@ -188,6 +192,9 @@ def main() -> None:
         ref = ReleaseDataset(root, 8)
         x_ours, x_ref = ours[0][0], ref[0][0]
         assert x_ours.shape == (8, 3, 224, 224) and x_ref.shape == (24, 224, 224)
+        region = can_decode_regions(ours.frame_paths(0, [0]))
+        print("actionlib decodes " + ("only the crop of each JPEG (libjpeg-turbo region decoder)" if region
+                                      else "whole frames (torchvision; region decoder unavailable or disabled)"))
         print(f"frames 256x340 JPEG, 8 frames/clip, crop 224, batch 8, {args.clips} timed clips, best of {args.repeats}")
         print("clips/s (wall clock, best of repeats) and, in brackets, clips per CPU-second (median)")
         print("| loader workers | release-style PIL | actionlib, float clips | speed-up (wall / CPU) "

@@ -18,6 +18,9 @@ API
     ``masks`` (bool ``(T, H, W)``, ground truth of the moving object; synthetic data only).
     ``ds.sample_indices(i)``, ``ds.load_frames(i, indices)`` and ``ds.masks(i, indices)`` are the
     pieces. In "val"/"test" sampling is deterministic (middle frame of each segment).
+    ``ds[i]`` goes through ``ds.load_clip(i, indices)``: with JPEG frames and a cropping transform
+    it draws the crop first and decodes only that box of each frame (libjpeg-turbo, compiled on
+    first use; the same pixels as a full decode, ``ACTIONLIB_NO_CPP=1`` decodes whole frames).
 
 ``build_transform(train, size=224, backbone="resnet50", scale_size=256, *, scales=(1, .875, .75, .66),
     test_crop="center", normalize=True)``

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .io import read_frames, read_masks, read_video
+from .io import can_decode_regions, frame_size, read_frames, read_masks, read_video
 from .sampling import sample_indices
 
 log = logging.getLogger(__name__)
@@ -167,18 +167,48 @@ class VideoDataset(Dataset):
         self._video_cache = (index, video)
         return video
 
-    def load_frames(self, index: int, indices: np.ndarray) -> torch.Tensor:
-        """Raw uint8 frames of video ``index`` at ``indices`` -> ``(*indices.shape, 3, H, W)``."""
+    def _has_frame_files(self, index: int) -> bool:
         rec = self.records[index]
-        indices = np.asarray(indices)
+        return rec.frames_dir is not None and (rec.video_path is None or rec.frames_dir.is_dir())
+
+    def _check_indices(self, index: int, indices: np.ndarray) -> None:
         n = self.num_frames(index)
         if indices.size and (indices.min() < 0 or indices.max() >= n):
-            raise ValueError(f"frame indices {indices.tolist()} out of range for video {rec.id} with {n} frames")
-        if rec.frames_dir is not None and (rec.video_path is None or rec.frames_dir.is_dir()):
+            raise ValueError(f"frame indices {indices.tolist()} out of range for video {self.records[index].id} "
+                             f"with {n} frames")  # fmt: skip
+
+    def load_frames(self, index: int, indices: np.ndarray) -> torch.Tensor:
+        """Raw uint8 frames of video ``index`` at ``indices`` -> ``(*indices.shape, 3, H, W)``."""
+        indices = np.asarray(indices)
+        self._check_indices(index, indices)
+        if self._has_frame_files(index):
             frames = read_frames(self.frame_paths(index, indices))
         else:
             frames = self._decode(index)[torch.from_numpy(indices.reshape(-1))]
         return frames.reshape(*indices.shape, *frames.shape[1:])
+
+    def load_clip(self, index: int, indices: np.ndarray) -> torch.Tensor:
+        """``transform(load_frames(index, indices))`` (the raw frames without a transform),
+        decoding no more than the transform keeps: with a cropping transform (one with a
+        ``crop_box(height, width)`` method, e.g. :class:`ClipTransform`) and JPEG frame files, the
+        box is drawn first, from the frame size in the first file's header, and only the box of
+        each frame is decoded (``read_frames(..., region=box)``; same pixels, less decoding)."""
+        t = self.transform
+        if t is None:
+            return self.load_frames(index, indices)
+        indices = np.asarray(indices)
+        crop_box = getattr(t, "crop_box", None)
+        if crop_box is not None and self._has_frame_files(index):
+            self._check_indices(index, indices)
+            paths = self.frame_paths(index, indices)
+            if can_decode_regions(paths):
+                h, w = frame_size(paths[0])
+                top, left, bh, bw = box = crop_box(h, w)
+                if top < 0 or left < 0 or top + bh > h or left + bw > w:  # a box that pads: crop in the transform
+                    return t(self.load_frames(index, indices), box=box)
+                frames = read_frames(paths, region=box)  # (T', 3, bh, bw) with T' = indices.size
+                return t(frames.reshape(*indices.shape, 3, bh, bw), box=(0, 0, bh, bw))
+        return t(self.load_frames(index, indices))
 
     def masks(self, index: int, indices: np.ndarray | None = None) -> torch.Tensor:
         """Ground-truth masks (bool ``(T, H, W)``) of the moving object at ``indices``
@@ -208,11 +238,14 @@ class VideoDataset(Dataset):
             out["clip"] = self.transform(frames)
         return out
 
+    def _clip_and_label(self, index: int):
+        """``(clip, label)`` of ``get(index)``, with the same random draws, through ``load_clip``."""
+        return self.load_clip(index, self.sample_indices(index)), self.records[index].label
+
     def __getitem__(self, index: int):
         index = int(index)
         if not self.skip_corrupt:
-            item = self.get(index)
-            return item["clip"], item["label"]
+            return self._clip_and_label(index)
         n = len(self)
         for k in range(n):
             j = (index + k) % n
@@ -220,8 +253,7 @@ class VideoDataset(Dataset):
             if rid in self.skipped:
                 continue
             try:
-                item = self.get(j)
-                return item["clip"], item["label"]
+                return self._clip_and_label(j)
             except LOAD_ERRORS as e:
                 self.skipped[rid] = str(e)
                 if len(self.skipped) == 1:

@@ -110,6 +110,8 @@ class ClipTransform:
 
     Use :func:`build_transform` to make one. ``transform(clip, masks=m)`` also crops and resizes
     bool masks ``(…, H, W)`` with the same box (nearest neighbour) and returns ``(clip, masks)``.
+    :class:`~actionlib.data.VideoDataset` draws the box first (:meth:`crop_box`, from the frame
+    size in the first JPEG header), decodes only the box and passes it with ``box=(0, 0, h, w)``.
     """
 
     def __init__(
@@ -178,14 +180,19 @@ class ClipTransform:
         w_i = max(1, min(int(round(cw / s)), width - max(left_i, 0)))
         return top_i, left_i, h_i, w_i
 
-    def __call__(self, clip: torch.Tensor, masks: torch.Tensor | None = None):
+    def __call__(
+        self, clip: torch.Tensor, masks: torch.Tensor | None = None, *, box: tuple[int, int, int, int] | None = None
+    ):
+        """Crop, resize and normalise ``clip``; ``box=(top, left, h, w)`` overrides the crop
+        (default ``self.crop_box(H, W)``): a clip decoded as the box alone (see
+        ``VideoDataset.load_clip``) is passed with ``box=(0, 0, H, W)``."""
         if clip.dim() < 3 or clip.shape[-3] != 3:
             raise ValueError(f"expected a clip of shape (..., 3, H, W), got {tuple(clip.shape)}")
         if clip.dtype != torch.uint8:
             raise ValueError(f"expected a uint8 clip, got {clip.dtype}")
         lead = clip.shape[:-3]
         h, w = clip.shape[-2:]
-        top, left, bh, bw = self.crop_box(h, w)
+        top, left, bh, bw = self.crop_box(h, w) if box is None else box
         x = clip.reshape(-1, 3, h, w)
         x = TF.resized_crop(x, top, left, bh, bw, [self.size, self.size], antialias=True)
         if self.normalize:
