@@ -115,10 +115,13 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict, *, kernel: str, cw
 
 
 def git_commit(repo: Path) -> str:
+    """HEAD, flagged when tracked files differ from it; the suite's own outputs (``results/``,
+    the README's results block) do not count, so a rerun from a clean checkout reads clean."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)results", ":(exclude)README.md"],
+                               cwd=repo, capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return sha + (" (with uncommitted changes)" if dirty else "")
@@ -242,6 +245,7 @@ def reproduce(
     kernel = kernel_name()
     params = {"profile": profile, "seed": seed, "results_dir": str(results_dir), **(parameters or {})}
     started = _dt.datetime.now(_dt.timezone.utc)
+    commit = git_commit(project_root())  # before the notebooks write anything
     results = []
     for i, nb in enumerate(notebooks, 1):
         log.info("[%d/%d] %s (profile %s)", i, len(notebooks), nb.stem, profile)
@@ -256,7 +260,7 @@ def reproduce(
         "profile": profile,
         "seed": seed,
         "parameters": json.dumps({k: v for k, v in params.items() if k not in ("profile", "seed", "results_dir")}),
-        "git commit": git_commit(project_root()),
+        "git commit": commit,
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
         "total wall time (s)": f"{sum(r.wall_s for r in results):.1f}",
         "packages": package_versions(),

@@ -97,3 +97,23 @@ def test_store_outputs_in_place_without_injection(tmp_path):
     assert book.cells[0].metadata["tags"] == ["parameters"]  # no injected-parameters cell
     assert len(book.cells) == 3 and "papermill" not in book.metadata
     assert not (tmp_path / "tables").exists()  # results_dir None: nothing written
+
+
+def test_git_commit_ignores_the_suites_own_outputs(tmp_path):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    for name in ("results/table.csv", "README.md", "code.py"):
+        (tmp_path / name).write_text("v1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    assert not rep.git_commit(tmp_path).endswith("(with uncommitted changes)")
+    (tmp_path / "results/table.csv").write_text("v2\n")  # what a reproduce run writes
+    (tmp_path / "README.md").write_text("v2\n")
+    assert not rep.git_commit(tmp_path).endswith("(with uncommitted changes)")
+    (tmp_path / "code.py").write_text("v2\n")  # a change to the code is flagged
+    assert rep.git_commit(tmp_path).endswith("(with uncommitted changes)")
