@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -107,3 +108,23 @@ def test_save_atomic_keeps_old_file_on_failure(tmp_path, monkeypatch):
         save_atomic({"a": torch.zeros(2)}, path)
     assert torch.load(path, weights_only=True)["a"].tolist() == [1.0, 1.0]
     assert os.listdir(tmp_path) == ["x.pt"]
+
+
+def test_uint8_loader_normalised_per_batch_trains_identically(tmp_path):
+    """fit ships uint8 clips and normalises each batch on the device; the numbers must be those of
+    float clips normalised in the dataset (transform_options normalize=True)."""
+    from actionlib.engine.data import build_datasets
+    from actionlib.engine.recipes import get_recipe
+
+    histories = []
+    for options in ({}, {"normalize": True}):
+        cfg = get_recipe("smoke")
+        cfg.output_root, cfg.data_root, cfg.progress, cfg.workers = str(tmp_path / "runs"), str(tmp_path / "data"), False, 0
+        cfg.epochs, cfg.data_options = 1, {**cfg.data_options, "clips": 40}
+        cfg.transform_options = {**cfg.transform_options, **options}
+        if not options:
+            assert build_datasets(cfg, uint8=True)[0][0][0].dtype == torch.uint8
+        r = fit(cfg, resume=False)
+        history = json.loads((Path(r["run_dir"]) / "summary.json").read_text())["history"]
+        histories.append([{k: v for k, v in e.items() if not k.endswith("time_s")} for e in history])
+    assert histories[0] == histories[1]

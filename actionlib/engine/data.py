@@ -17,20 +17,34 @@ from .config import TrainConfig
 from .distributed import DistInfo, ShardSampler
 
 
-def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
-    """Training and validation datasets of ``cfg`` (train / test transforms)."""
+def build_datasets(cfg: TrainConfig, *, uint8: bool = False) -> tuple[Dataset, Dataset]:
+    """Training and validation datasets of ``cfg`` (train / test transforms).
+
+    ``uint8=True`` (what :func:`~actionlib.engine.fit` uses) leaves the normalisation out of the
+    transform unless ``cfg.transform_options`` sets ``normalize``: the loader then ships uint8
+    clips (4x less to collate and pass between processes) and the training loop normalises each
+    batch on the device with :func:`batch_normalizer`, the same arithmetic, the same numbers.
+    """
     from .. import data
 
     options = dict(cfg.data_options)
     if cfg.dataset == "synthetic":
         options.setdefault("progress", cfg.progress)  # generation progress bar
+    transform_options = {"normalize": False, **cfg.transform_options} if uint8 else cfg.transform_options
 
     def one(split: str, train: bool) -> Dataset:
-        transform = data.build_transform(train, cfg.image_size, cfg.backbone, **cfg.transform_options)
+        transform = data.build_transform(train, cfg.image_size, cfg.backbone, **transform_options)
         return data.build_dataset(cfg.dataset, cfg.data_root, split, num_segments=cfg.num_segments,
                                   transform=transform, **options)  # fmt: skip
 
     return one(cfg.train_split, True), one(cfg.val_split, False)
+
+
+def batch_normalizer(cfg: TrainConfig):
+    """The per-backbone normalisation for uint8 batches (``ClipNormalize``), applied on the device."""
+    from ..data import ClipNormalize
+
+    return ClipNormalize(cfg.backbone)
 
 
 def class_names(ds: Dataset) -> list[str]:

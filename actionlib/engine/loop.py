@@ -30,7 +30,7 @@ from torch import nn
 from . import distributed as D
 from .checkpoint import FORMAT, load_checkpoint, load_model_weights, rng_state, save_atomic, set_rng_state
 from .config import TrainConfig, runs_root
-from .data import build_datasets, class_names, data_identity, make_loader
+from .data import batch_normalizer, build_datasets, class_names, data_identity, make_loader
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +173,12 @@ def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks=(1, 5)) -> list[
     return [hit[:, : min(k, kmax)].any(dim=1).sum() for k in ks]
 
 
-def prepare_input(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+def prepare_input(x: torch.Tensor, device: torch.device, channels_last: bool, normalize=None) -> torch.Tensor:
+    """A batch of clips on ``device``: uint8 batches are normalised there by ``normalize``
+    (``batch_normalizer``), float ones are taken as they are."""
     x = x.to(device, non_blocking=True)
+    if x.dtype == torch.uint8 and normalize is not None:
+        x = normalize(x)
     if not x.is_floating_point():
         raise ValueError(f"clips must be float tensors after the transform, got {x.dtype}; "
                          "pass a transform (actionlib.data.build_transform)")  # fmt: skip
@@ -185,13 +189,14 @@ def prepare_input(x: torch.Tensor, device: torch.device, channels_last: bool) ->
 
 @torch.no_grad()
 def run_validation(model: nn.Module, loader, device: torch.device, dtype: torch.dtype | None,
-                   channels_last: bool, info: D.DistInfo, progress: bool = False) -> dict[str, float]:  # fmt: skip
+                   channels_last: bool, info: D.DistInfo, progress: bool = False,
+                   normalize=None) -> dict[str, float]:  # fmt: skip
     from tqdm.auto import tqdm
 
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top1, top5, count
     for x, y in tqdm(loader, desc="val", leave=False, disable=not progress, dynamic_ncols=True):
-        x, y = prepare_input(x, device, channels_last), y.to(device, non_blocking=True)
+        x, y = prepare_input(x, device, channels_last, normalize), y.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             logits = model(x)
         logits = logits.float()
@@ -320,7 +325,7 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo, resume, train
     if (train_ds is None) != (val_ds is None):
         raise ValueError("pass both train_dataset and val_dataset, or neither")
     if train_ds is None:
-        train_ds, val_ds = build_datasets(cfg)
+        train_ds, val_ds = build_datasets(cfg, uint8=True)  # normalised per batch on the device
     classes = class_names(train_ds)
     num_classes = cfg.num_classes or len(classes)
     key = cfg.run_key(data_identity(cfg, train_ds, val_ds))
@@ -366,6 +371,7 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo, resume, train
         else:
             log.warning("sync_bn needs CUDA; keeping per-process BatchNorm on %s", device)
     channels_last = cfg.channels_last and device.type == "cuda"
+    normalize = batch_normalizer(cfg)  # for uint8 batches (see build_datasets(uint8=True))
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -455,7 +461,7 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo, resume, train
         for x, y in train_loader:
             if batch >= steps_per_epoch:
                 break
-            x, y = prepare_input(x, device, channels_last), y.to(device, non_blocking=True)
+            x, y = prepare_input(x, device, channels_last, normalize), y.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 logits = net(x)
             logits = logits.float()
@@ -498,7 +504,8 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo, resume, train
         is_best = False
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             # the unwrapped model: shards may differ in length, DDP's forward would wait for peers
-            val = run_validation(model, val_loader, device, dtype, channels_last, info, cfg.progress and info.is_main)
+            val = run_validation(model, val_loader, device, dtype, channels_last, info, cfg.progress and info.is_main,
+                                 normalize)  # fmt: skip
             row.update(val_loss=val["loss"], val_top1=val["top1"], val_top5=val["top5"])
             is_best = val["top1"] > best["top1"]
             if is_best:
