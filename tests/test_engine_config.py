@@ -97,3 +97,17 @@ def test_runs_root_env(monkeypatch, tmp_path):
     assert str(runs_root(TrainConfig(output_root="elsewhere"))) == "elsewhere"
     monkeypatch.delenv("ACTIONLIB_RUNS")
     assert str(runs_root(TrainConfig())) == "runs"
+
+
+def test_code_identity_follows_code_not_prose(tmp_path):
+    from actionlib.engine.config import code_identity
+
+    (tmp_path / "ops").mkdir()
+    src = tmp_path / "ops" / "m.py"
+    src.write_text('"""Module doc."""\n\ndef f(x):\n    """Doc."""\n    return x * 2  # double\n')
+    base = code_identity(tmp_path)
+    src.write_text('"""Other doc."""\n\ndef f(x):\n    """Another doc."""\n    return x * 2  # twice\n')
+    assert code_identity(tmp_path) == base  # docstrings and comments do not count
+    src.write_text('"""Module doc."""\n\ndef f(x):\n    """Doc."""\n    return x * 3\n')
+    assert code_identity(tmp_path) != base  # what is computed does
+    assert len(code_identity()) == 16  # the installed package hashes too

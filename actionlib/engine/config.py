@@ -6,6 +6,7 @@ Every field carries its help text; ``actionlib train --help`` is generated from 
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import json
@@ -149,10 +150,35 @@ class TrainConfig:
             raise ValueError(f"config device={self.device!r} is not allowed; allowed: auto, cpu, cuda, cuda:N")
 
     def run_key(self, data_identity: str = "") -> str:
-        """Hash of everything that determines the result (not the runtime fields) + data identity."""
+        """Hash of everything that determines the result: the config (not the runtime fields),
+        the data identity, and the code that computes the numbers (:func:`code_identity`)."""
         result_fields = {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
-        blob = json.dumps({"config": result_fields, "data": data_identity}, sort_keys=True)
+        blob = json.dumps({"config": result_fields, "data": data_identity, "code": code_identity()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+# the subpackages whose code decides a run's numbers: models and their ops, data, the training loop
+_CODE_PACKAGES = ("ops", "models", "data", "engine")
+
+
+def code_identity(root: str | os.PathLike | None = None) -> str:
+    """Hash of the code that decides a trained run's numbers (``actionlib.ops``, ``.models``,
+    ``.data``, ``.engine``), read as syntax trees without docstrings, so that editing prose or
+    comments keeps the run cache while a change to what is computed retrains. ``root``: the
+    package folder (default: this installation of actionlib)."""
+    root = Path(root) if root is not None else Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for sub in _CODE_PACKAGES:
+        for path in sorted((root / sub).glob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                body = getattr(node, "body", None)
+                if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                        and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                        and isinstance(body[0].value.value, str)):  # fmt: skip
+                    node.body = body[1:] or [ast.Pass()]
+            h.update(f"{sub}/{path.name}\n{ast.dump(tree)}\n".encode())
+    return h.hexdigest()[:16]
 
 
 def field_names() -> list[str]:
