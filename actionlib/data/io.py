@@ -36,6 +36,11 @@ def _read_bytes(path: str | os.PathLike) -> torch.Tensor:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
+def _undecodable(kind: str, path: str | os.PathLike, err: Exception) -> ValueError:
+    """The error for a file that does not decode: names the file and the decoder's reason."""
+    return ValueError(f"corrupt {kind} {os.fspath(path)}: cannot decode it as an image ({err})")
+
+
 def decode_frame(data: torch.Tensor, path: str | os.PathLike) -> torch.Tensor:
     """Decode the bytes of one image file to uint8 ``(3, H, W)`` RGB; errors name ``path``."""
     try:
@@ -46,7 +51,7 @@ def decode_frame(data: torch.Tensor, path: str | os.PathLike) -> torch.Tensor:
             else:
                 img = decode_image(data, mode=ImageReadMode.RGB)
     except (RuntimeError, ValueError) as e:
-        raise ValueError(f"corrupt frame {path}: cannot decode it as an image ({e})") from None
+        raise _undecodable("frame", path, e) from None
     return img
 
 
@@ -64,7 +69,7 @@ def frame_size(path: str | os.PathLike) -> tuple[int, int]:
     try:
         h, w, _ = _jpeg.jpeg_header(data)
     except RuntimeError as e:
-        raise ValueError(f"corrupt frame {key}: cannot decode it as an image ({e})") from None
+        raise _undecodable("frame", key, e) from None
     return h, w
 
 
@@ -132,7 +137,7 @@ def _read_regions(keys: list[str], region: tuple[int, int, int, int]) -> torch.T
         try:
             fh, fw, decoded = _jpeg.decode_region_into(data, out[k], top, left)
         except RuntimeError as e:
-            raise ValueError(f"corrupt frame {key}: cannot decode it as an image ({e})") from None
+            raise _undecodable("frame", key, e) from None
         if not decoded:  # CMYK / YCCK, or a frame smaller than the box: decode it whole
             img = decode_frame(data, key)  # (3, H, W)
             fh, fw = img.shape[1:]
@@ -158,7 +163,7 @@ def read_masks(paths: Sequence[str | os.PathLike]) -> torch.Tensor:
                     warnings.simplefilter("ignore", DeprecationWarning)
                     cache[key] = decode_image(data, mode=ImageReadMode.GRAY)[0] > 127
             except (RuntimeError, ValueError) as e:
-                raise ValueError(f"corrupt mask {key}: cannot decode it as an image ({e})") from None
+                raise _undecodable("mask", key, e) from None
         out.append(cache[key])
     return torch.stack(out)
 

@@ -23,7 +23,7 @@ def build_datasets(cfg: TrainConfig, *, uint8: bool = False) -> tuple[Dataset, D
     ``uint8=True`` (what :func:`~actionlib.engine.fit` uses) leaves the normalisation out of the
     transform unless ``cfg.transform_options`` sets ``normalize``: the loader then ships uint8
     clips (4x less to collate and pass between processes) and the training loop normalises each
-    batch on the device with :func:`batch_normalizer`, the same arithmetic, the same numbers.
+    batch on the device with ``ClipNormalize(cfg.backbone)``, the same arithmetic, the same numbers.
     """
     from .. import data
 
@@ -38,13 +38,6 @@ def build_datasets(cfg: TrainConfig, *, uint8: bool = False) -> tuple[Dataset, D
                                   transform=transform, **options)  # fmt: skip
 
     return one(cfg.train_split, True), one(cfg.val_split, False)
-
-
-def batch_normalizer(cfg: TrainConfig):
-    """The per-backbone normalisation for uint8 batches (``ClipNormalize``), applied on the device."""
-    from ..data import ClipNormalize
-
-    return ClipNormalize(cfg.backbone)
 
 
 def class_names(ds: Dataset) -> list[str]:

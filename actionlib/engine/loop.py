@@ -30,7 +30,7 @@ from torch import nn
 from . import distributed as D
 from .checkpoint import FORMAT, load_checkpoint, load_model_weights, rng_state, save_atomic, set_rng_state
 from .config import TrainConfig, runs_root
-from .data import batch_normalizer, build_datasets, class_names, data_identity, make_loader
+from .data import build_datasets, class_names, data_identity, make_loader
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks=(1, 5)) -> list[
 
 def prepare_input(x: torch.Tensor, device: torch.device, channels_last: bool, normalize=None) -> torch.Tensor:
     """A batch of clips on ``device``: uint8 batches are normalised there by ``normalize``
-    (``batch_normalizer``), float ones are taken as they are."""
+    (``ClipNormalize``), float ones are taken as they are."""
     x = x.to(device, non_blocking=True)
     if x.dtype == torch.uint8 and normalize is not None:
         x = normalize(x)
@@ -371,7 +371,9 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo, resume, train
         else:
             log.warning("sync_bn needs CUDA; keeping per-process BatchNorm on %s", device)
     channels_last = cfg.channels_last and device.type == "cuda"
-    normalize = batch_normalizer(cfg)  # for uint8 batches (see build_datasets(uint8=True))
+    from ..data import ClipNormalize
+
+    normalize = ClipNormalize(cfg.backbone)  # for uint8 batches (see build_datasets(uint8=True))
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
