@@ -6,9 +6,10 @@ TSN multi-scale crop with scales (1, .875, .75, .66) to 224) and normalise with 
 mean/std, giving float tensors of 8 x 3 x 224 x 224 per clip. actionlib is measured twice: with
 float clips from the dataset (``build_dataset(..., transform=build_transform(...))``), and as the
 training engine loads (``fit``: uint8 clips from the loader, each batch normalised where it is
-consumed; timed here in the consuming process). Measured through a DataLoader with 0 and 2
-workers, batch 8, one torch thread per process, pipelines alternated, best of repeats; 384
-timed clips per measurement (shorter runs are dominated by worker start-up and prefetching).
+consumed by ``ClipNormalize``, as ``fit`` does; timed here in the consuming process, on the CPU,
+where a batch gets memory of its own advised for huge pages). Measured through a DataLoader with
+0 and 2 workers, batch 8, one torch thread per process, pipelines alternated, best of repeats;
+384 timed clips per measurement (shorter runs are dominated by worker start-up and prefetching).
 actionlib runs its default path: the crop is drawn first and only that box of each JPEG is
 decoded (libjpeg-turbo region decoder, compiled on first use); ``ACTIONLIB_NO_CPP=1`` measures
 the whole-frame path instead. The first line of output says which one ran.

@@ -114,7 +114,7 @@ def test_dataset_same_clips_with_and_without_region_decoding(ext, tmp_path, monk
     slow = _clips(tmp_path, monkeypatch, True, train, **kw)
     assert len(fast) == len(slow) == 12
     for a, b in zip(fast, slow):
-        assert a.shape == b.shape and torch.equal(a, b)
+        assert a.shape == b.shape and torch.equal(a, b) and a.is_contiguous() and b.is_contiguous()
     # and the same as get()'s clip, which transforms whole decoded frames
     monkeypatch.setenv("ACTIONLIB_NO_CPP", "0")
     tr = build_transform(train, generator=torch.Generator().manual_seed(3), **kw)
@@ -124,6 +124,19 @@ def test_dataset_same_clips_with_and_without_region_decoding(ext, tmp_path, monk
     tr.generator.manual_seed(3)
     torch.manual_seed(1)
     assert torch.equal(via_getitem, ds.get(0)["clip"])
+
+
+def test_planar_frames_equals_contiguous(ext):
+    g = torch.Generator().manual_seed(0)
+    cl = torch.randint(0, 256, (5, 37, 53, 3), dtype=torch.uint8, generator=g).permute(0, 3, 1, 2)
+    cases = [cl, cl[1:4], cl.contiguous(), cl[:, :, 2:30, 5:40], cl[:1, :, :1, :1], cl[:, :2],
+             cl.float(), cl[0]]  # fmt: skip
+    for x in cases:  # channels-last uint8 frames go through the kernel, the rest through torch
+        y = ext.planar_frames(x)
+        assert y.is_contiguous() and y.dtype == x.dtype and torch.equal(y, x)
+    y = ext.planar_frames(cl)
+    y[0, 0, 0, 0] += 1  # a copy, not a view
+    assert not torch.equal(y, cl)
 
 
 def test_read_frames_region(tmp_path, monkeypatch):  # region decoder, or whole frames cropped

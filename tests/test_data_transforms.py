@@ -1,8 +1,10 @@
+import io
+
 import pytest
 import torch
 
-from actionlib.data import build_transform
-from actionlib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, multiscale_crop_box
+from actionlib.data import ClipNormalize, build_transform, transforms
+from actionlib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, empty_cpu, multiscale_crop_box
 
 
 def _ramp_clip(t=4, h=256, w=340):
@@ -92,11 +94,51 @@ def test_rejects_float_input():
 
 
 def test_uint8_then_batch_normalise_equals_float_pipeline():
-    from actionlib.data import ClipNormalize
-
     clip = _ramp_clip(2, 64, 80)
     for backbone in ("resnet50", "bninception"):
         f = build_transform(False, size=48, backbone=backbone, scale_size=56)(clip)
         u = build_transform(False, size=48, backbone=backbone, scale_size=56, normalize=False)(clip)
         assert u.dtype == torch.uint8
-        assert torch.allclose(ClipNormalize(backbone)(u.unsqueeze(0))[0], f)
+        assert u.is_contiguous() and torch.equal(ClipNormalize(backbone)(u.unsqueeze(0))[0], f)
+
+
+@pytest.mark.parametrize("no_cpp", [False, True])
+def test_clip_normalize_bit_exact_for_any_layout_and_size(monkeypatch, no_cpp):
+    """x.float() * a - b exactly, for plain and channels-last frames, clips and batches; batches
+    past FRESH_MAPPING_BYTES (lowered here) get their own huge-page mapping, same numbers."""
+    monkeypatch.setenv("ACTIONLIB_NO_CPP", "1" if no_cpp else "0")  # planar_frames: kernel or torch
+    monkeypatch.setattr(transforms, "FRESH_MAPPING_BYTES", 1 << 20)
+    g = torch.Generator().manual_seed(0)
+    for backbone in ("resnet50", "bninception"):
+        norm = ClipNormalize(backbone)
+        for shape in [(3, 9, 11), (4, 3, 40, 48), (2, 4, 3, 96, 128)]:  # the last: 1.2 MB of float
+            x = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
+            expect = x.float()
+            if norm.bgr:
+                expect = expect.flip(-3)
+            expect = expect.mul_(norm._a).sub_(norm._b)
+            channels_last = x.movedim(-3, -1).contiguous().movedim(-1, -3)
+            for inp in (x, channels_last):
+                y = norm(inp)
+                assert y.dtype == torch.float32 and y.is_contiguous() and torch.equal(y, expect)
+    a, b = norm(x), norm(x)
+    a.zero_()
+    assert torch.equal(b, expect)  # each call returns its own memory
+
+
+def test_empty_cpu_large_buffers(monkeypatch):
+    monkeypatch.setattr(transforms, "FRESH_MAPPING_BYTES", 1 << 20)
+    small, big = empty_cpu((100, 3), torch.float32), empty_cpu((3, 1000, 1000), torch.float32)
+    assert small.shape == (100, 3) and big.shape == (3, 1000, 1000)
+    assert big.dtype == torch.float32 and big.is_contiguous() and not big.is_shared()
+    big.fill_(2.5)
+    import gc
+
+    gc.collect()  # the tensor keeps its mapping alive
+    assert float(big.sum()) == 2.5 * 3e6
+    buf = io.BytesIO()
+    torch.save(big, buf)
+    buf.seek(0)
+    assert torch.equal(torch.load(buf), big)
+    copy = big.clone()
+    assert big.share_memory_().is_shared() and torch.equal(big, copy)  # as a loader worker would send it

@@ -10,16 +10,23 @@ No horizontal flip (the classes are direction-sensitive).
 
 from __future__ import annotations
 
+import functools
+import mmap
 from collections.abc import Sequence
 
 import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from ._jpeg import planar_frames
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 BNINCEPTION_MEAN_BGR = (104.0, 117.0, 128.0)
 MULTISCALE_SCALES = (1.0, 0.875, 0.75, 0.66)
+HUGE_PAGE_BYTES = 2 << 20
+# glibc's largest mmap threshold: a buffer this big is a fresh mapping at every allocation
+FRESH_MAPPING_BYTES = 32 << 20
 
 
 def is_bninception(backbone: str) -> bool:
@@ -70,12 +77,46 @@ def multiscale_crop_box(
     return left, top, cw, ch
 
 
+@functools.cache
+def _huge_pages_advisable() -> bool:
+    """True where private anonymous memory can be advised into transparent huge pages (Linux,
+    with ``/sys/kernel/mm/transparent_hugepage/enabled`` not ``never``)."""
+    if not hasattr(mmap, "MADV_HUGEPAGE"):
+        return False
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return "[never]" not in f.read()
+    except OSError:
+        return False
+
+
+def empty_cpu(shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
+    """``torch.empty(shape, dtype=dtype)`` on the CPU; one of ``FRESH_MAPPING_BYTES`` or more lies
+    in its own private mapping advised for transparent huge pages (where the kernel offers them).
+
+    glibc maps such a buffer afresh at every allocation, and the first write to each 4 KiB page
+    then costs a page fault: for a batch of 8 normalised 8 x 3 x 224 x 224 clips (38.5 MB), 9,400
+    faults, 1.6 ms per clip on a 2-core VM, five times the arithmetic. With 2 MiB pages the same
+    batch takes ~20 faults (0.6 ms per clip, arithmetic included). Only this buffer is advised
+    (the process's allocator is left alone); the mapping is released when the tensor is freed.
+    """
+    shape = torch.Size(shape)
+    nbytes = shape.numel() * dtype.itemsize
+    if nbytes < FRESH_MAPPING_BYTES or not _huge_pages_advisable():
+        return torch.empty(shape, dtype=dtype)
+    # a whole number of huge pages: the kernel then aligns the mapping to a huge-page boundary
+    buf = mmap.mmap(-1, -(-nbytes // HUGE_PAGE_BYTES) * HUGE_PAGE_BYTES, flags=mmap.MAP_PRIVATE)
+    buf.madvise(mmap.MADV_HUGEPAGE)
+    return torch.frombuffer(buf, dtype=dtype, count=shape.numel()).view(shape)
+
+
 class ClipNormalize:
     """uint8 ``(..., 3, H, W)`` -> float32, normalised per backbone (see :func:`build_transform`).
 
     Lets a loader ship uint8 clips (4x less to copy between processes) and normalise whole
     batches where they are used: ``build_transform(..., normalize=False)`` in the dataset and
-    ``ClipNormalize(backbone)(batch.to(device))`` in the training loop.
+    ``ClipNormalize(backbone)(batch.to(device))`` in the training loop. The output is contiguous;
+    on the CPU a large one (a batch) is allocated with :func:`empty_cpu` (huge pages).
     """
 
     def __init__(self, backbone: str = "resnet50"):
@@ -97,12 +138,17 @@ class ClipNormalize:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype != torch.uint8:
             raise ValueError(f"expected uint8 frames, got {x.dtype}")
-        # one layout change (e.g. channels-last uint8 -> contiguous float), then in-place affine
-        x = x.to(dtype=torch.float32, memory_format=torch.contiguous_format)
-        if self.bgr:
-            x = x.flip(-3)
+        if x.device.type == "cpu":
+            # channels-last frames (a resize's output) to the plain layout first: the conversion
+            # to float is then a plain loop (twice as fast as converting the strided frames)
+            if x.dim() >= 3:
+                x = planar_frames(x.reshape(-1, *x.shape[-3:])).view(x.shape)
+            out = empty_cpu(x.shape, torch.float32)
+        else:
+            out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+        out.copy_(x.flip(-3) if self.bgr else x)  # one conversion, then the affine in place
         a, b = self._a.to(x.device), self._b.to(x.device)
-        return x.mul_(a).sub_(b)
+        return out.mul_(a).sub_(b)
 
 
 class ClipTransform:
@@ -198,7 +244,7 @@ class ClipTransform:
         if self.normalize:
             x = self.normalizer(x)
         else:
-            x = x.contiguous()
+            x = planar_frames(x)  # the resize's channels-last output -> plain layout, fast
         x = x.reshape(*lead, 3, self.size, self.size)
         if masks is None:
             return x

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import _fused
+from . import _fused, _kernel
 
 PATHS = ("ste", "ce", "me")
 
@@ -170,6 +170,8 @@ class ActionModule(nn.Module):
         if x.dim() != 4 or x.shape[0] % t:
             raise ValueError(f"ActionModule expects (N*T, C, H, W) with T={t}, got {tuple(x.shape)}")
         x = x.contiguous()
+        if _kernel.usable(self, x):
+            return _kernel.action(self, x)
         k = self.shift.weight.view(self.channels, 3)
         w_me = self.me_squeeze.weight if "me" in self.paths else None
         xs, cmean, smean, squeezed = _fused.ShiftPoolSqueeze.apply(

@@ -1,0 +1,127 @@
+"""The whole ACTION module as one compiled CPU kernel (forward and backward), float32.
+
+``action_cpu.cpp`` computes what :class:`~actionlib.ops.action.ActionModule` computes with
+PyTorch ops, in a few fused passes over the full-size tensors: one pass for the shift and the
+two means, one for the excitation (in place), and in the backward pass one for the gate
+gradients, one for the input gradient and one for the shift's transpose and weight gradient
+(in place). The gate networks (STE's 3x3x3 conv, CE's MLP, ME's BatchNorm and depthwise conv)
+run inside the kernel on small tensors, without per-op autograd nodes. The 1x1 ME squeeze and
+its gradients stay oneDNN convolutions. Same numbers as the PyTorch path up to float rounding
+(tests compare outputs, every gradient and the BatchNorm running statistics).
+
+Used by ``ActionModule.forward`` when :func:`usable` says so: float32 on the CPU, the extension
+built (``actionlib._cpp``; ``ACTIONLIB_NO_CPP=1`` turns it off), no ``TorchDispatchMode`` active
+(FLOP counters see the PyTorch path's operators) and no double backward.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from types import ModuleType
+
+import torch
+from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+from .. import _cpp
+
+_FUNCTIONS = ("action_forward", "action_backward")
+
+
+@functools.cache
+def _source() -> str:
+    return resources.files(__package__).joinpath("action_cpu.cpp").read_text()
+
+
+def kernels() -> ModuleType | None:
+    """The compiled module kernels, or ``None`` (no compiler here, or ``ACTIONLIB_NO_CPP=1``)."""
+    return _cpp.load_extension("action_module", _source(), _FUNCTIONS)
+
+
+def usable(module: torch.nn.Module, x: torch.Tensor) -> bool:
+    """True when ``module`` (an ActionModule) can run on ``x`` through the compiled kernel."""
+    if x.device.type != "cpu" or x.dtype != torch.float32 or _get_current_dispatch_mode() is not None:
+        return False
+    if any(p.dtype != torch.float32 or p.device.type != "cpu" for p in module.parameters()):
+        return False
+    if torch.is_autocast_enabled("cpu"):
+        return False
+    return kernels() is not None
+
+
+def _bn_update_factor(bn: torch.nn.BatchNorm2d) -> float:
+    """The running-statistics factor ``BatchNorm2d.forward`` would use (0: no update)."""
+    if not (bn.training and bn.track_running_stats):
+        return 0.0
+    if bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+    if bn.momentum is None:
+        return 1.0 / float(bn.num_batches_tracked)
+    return float(bn.momentum)
+
+
+def _weights(module) -> tuple[torch.Tensor, ...]:
+    """The module's parameters in the kernel's order; an absent path gives empty tensors."""
+    empty = module.shift.weight.new_empty(0)
+    ste = (module.ste_conv.weight,) if "ste" in module.paths else (empty,)
+    ce = (module.ce_squeeze.weight, module.ce_temporal.weight, module.ce_expand.weight) if "ce" in module.paths else (empty,) * 3
+    me = (
+        (module.me_squeeze.weight, module.me_bn.weight, module.me_bn.bias, module.me_conv.weight, module.me_expand.weight)
+        if "me" in module.paths
+        else (empty,) * 5
+    )
+    return (module.shift.weight, *ste, *ce, *me)
+
+
+def _forward(x, weights, cfg) -> list[torch.Tensor]:
+    """The kernel's forward: ``[out, saved tensors...]``."""
+    mod, t, flags, rm, rv, batch_stats, factor, eps = cfg
+    k, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, me_dw, me_ex = weights
+    return mod.action_forward(
+        x, k, t, *flags, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, rm, rv, batch_stats, factor, eps, me_dw, me_ex
+    )
+
+
+class _ActionFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, *args):
+        *weights, cfg = args
+        out, *saved = _forward(x, weights, cfg)
+        mod, t, flags, *_, batch_stats, _, _ = cfg
+        ctx.cfg = (mod, t, flags, batch_stats)
+        ctx.save_for_backward(x, *weights, *saved)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        mod, t, flags, batch_stats = ctx.cfg
+        x, k, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, me_dw, me_ex, *saved = ctx.saved_tensors
+        grads = mod.action_backward(
+            g, x, k, t, *flags, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, batch_stats, me_dw, me_ex, *saved
+        )
+        params = (k, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, me_dw, me_ex)
+        out = [grads[0] if ctx.needs_input_grad[0] else None]
+        for i, (grad, p) in enumerate(zip(grads[1:], params), start=1):
+            out.append(grad.view_as(p) if ctx.needs_input_grad[i] and p.numel() else None)
+        return (*out, None)
+
+
+def action(module, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)`` through the compiled kernel; ``x`` is ``(N*T, C, H, W)``, contiguous."""
+    flags = tuple(p in module.paths for p in ("ste", "ce", "me"))
+    rm = rv = x.new_empty(0)
+    batch_stats, factor, eps = True, 0.0, 1e-5
+    if flags[2]:
+        bn = module.me_bn
+        batch_stats = bn.training or bn.running_mean is None
+        factor = _bn_update_factor(bn)
+        eps = bn.eps
+        if bn.running_mean is not None:
+            rm, rv = bn.running_mean, bn.running_var
+    cfg = (kernels(), module.num_segments, flags, rm, rv, batch_stats, factor, eps)
+    weights = _weights(module)
+    if torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights)):
+        return _ActionFunction.apply(x, *weights, cfg)
+    with torch.no_grad():  # inference: nothing saved
+        return _forward(x, weights, cfg)[0]

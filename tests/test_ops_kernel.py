@@ -1,0 +1,146 @@
+"""The compiled CPU kernel of the ACTION module (``actionlib.ops._kernel``) against the PyTorch-ops
+path (itself checked against the spec in test_ops.py): outputs, every gradient and the BatchNorm
+statistics, for every path subset, in training and evaluation, on map sizes that take each of the
+kernel's matrix-product routes; and the conditions under which the PyTorch path is used."""
+
+import copy
+import itertools
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import actionlib
+from actionlib.ops import PATHS, ActionModule, _kernel
+from reference_action import params_of, reference_action
+
+ALL_SUBSETS = [c for k in (1, 2, 3) for c in itertools.combinations(PATHS, k)]
+# (N, T, C, H, W): oneDNN squeeze (P < 100), batched input gradient (100 <= P < 400), all
+# batched (P >= 400), a single row, one frame per clip
+SHAPES = [(2, 4, 32, 5, 7), (1, 3, 48, 10, 12), (1, 2, 32, 20, 21), (2, 3, 16, 1, 6), (3, 1, 32, 3, 3)]
+
+
+@pytest.fixture
+def kernel(monkeypatch):
+    monkeypatch.setenv("ACTIONLIB_NO_CPP", "0")
+    if _kernel.kernels() is None:
+        pytest.skip("the ACTION kernel cannot be built here (no C++ compiler)")
+    return _kernel
+
+
+def rel_err(a, b):
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
+
+
+def randomised(c, t, paths, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    m = ActionModule(c, t, paths=paths)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+        if "me" in paths:
+            m.me_bn.running_mean.normal_(generator=g)
+            m.me_bn.running_var.uniform_(0.5, 2.0, generator=g)
+    return m
+
+
+def run(module, x, g, compiled, monkeypatch):
+    """Forward + backward through one path; returns output, input grad, param grads, buffers."""
+    monkeypatch.setenv("ACTIONLIB_NO_CPP", "0" if compiled else "1")
+    assert _kernel.usable(module, x) == compiled
+    x = x.clone().requires_grad_(True)
+    out = module(x)
+    out.backward(g)
+    grads = {n: p.grad for n, p in module.named_parameters()}
+    return out.detach(), x.grad, grads, {n: b.clone() for n, b in module.named_buffers()}
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("paths", ALL_SUBSETS, ids=lambda p: "+".join(p))
+def test_kernel_equals_pytorch_path(kernel, monkeypatch, paths, shape, training):
+    n, t, c, h, w = shape
+    ref_module = randomised(c, t, paths).train(training)
+    module = copy.deepcopy(ref_module)
+    x, g = torch.randn(n * t, c, h, w), torch.randn(n * t, c, h, w)
+    ref = run(ref_module, x, g, False, monkeypatch)
+    got = run(module, x, g, True, monkeypatch)
+    assert rel_err(got[0], ref[0]) < 1e-5
+    assert rel_err(got[1], ref[1]) < 1e-5
+    assert got[2].keys() == ref[2].keys()
+    for name in ref[2]:
+        assert (got[2][name] is None) == (ref[2][name] is None), name
+        if ref[2][name] is not None:
+            assert rel_err(got[2][name], ref[2][name]) < 1e-4, name
+    for name in ref[3]:  # running statistics and the batch counter move alike
+        assert torch.allclose(got[3][name].double(), ref[3][name].double(), rtol=1e-5, atol=1e-6), name
+
+
+def test_kernel_matches_spec_reference(kernel):
+    """The compiled path against the spec, computed literally (float32)."""
+    t, c = 4, 32
+    m = randomised(c, t, PATHS)
+    x = torch.randn(2 * t, c, 6, 5, requires_grad=True)
+    assert _kernel.usable(m, x)
+    out = m(x)
+    ref = reference_action(x, t, params_of(m))
+    assert rel_err(out, ref) <= 1e-4
+    g = torch.randn_like(out)
+    params = list(m.parameters())
+    for a, b in zip(torch.autograd.grad(out, [x, *params], g), torch.autograd.grad(ref, [x, *params], g)):
+        assert rel_err(a, b) <= 1e-4
+
+
+def test_kernel_is_deterministic(kernel):
+    m = randomised(64, 4, PATHS)
+    x = torch.randn(8, 64, 20, 20)
+    results = []
+    for _ in range(2):
+        xi = x.clone().requires_grad_(True)
+        out = m(xi)
+        out.square().sum().backward()
+        results.append((out.detach(), xi.grad, [p.grad.clone() for p in m.parameters()]))
+        m.zero_grad()
+    assert torch.equal(results[0][0], results[1][0])
+    assert torch.equal(results[0][1], results[1][1])
+    assert all(torch.equal(a, b) for a, b in zip(results[0][2], results[1][2]))
+
+
+def test_inference_saves_nothing_and_keeps_running_stats(kernel):
+    m = randomised(32, 4, PATHS).eval()
+    before = m.me_bn.running_mean.clone()
+    with torch.no_grad():
+        out = m(torch.randn(8, 32, 5, 5))
+    assert out.grad_fn is None
+    assert torch.equal(m.me_bn.running_mean, before)
+
+
+def test_pytorch_path_where_the_kernel_does_not_apply(kernel, monkeypatch):
+    m = ActionModule(16, 2)
+    x = torch.randn(4, 16, 3, 3)
+    assert _kernel.usable(m, x)
+    assert not _kernel.usable(m.double(), x.double())  # float64: the PyTorch path
+    m.float()
+    with FlopCounterMode(display=False):  # counters must see the PyTorch path's operators
+        assert not _kernel.usable(m, x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not _kernel.usable(m, x)
+    monkeypatch.setenv("ACTIONLIB_NO_CPP", "1")
+    assert not _kernel.usable(m, x)
+
+
+def test_model_training_step_same_on_both_paths(kernel, monkeypatch):
+    """A whole ACTION-ResNet-18 step: loss and every gradient agree between the paths."""
+    torch.manual_seed(0)
+    model = actionlib.build_model("action", "resnet18", 5, 4, dropout=0.0)
+    twin = copy.deepcopy(model)
+    x, y = torch.randn(2, 4, 3, 32, 32), torch.tensor([1, 3])
+    losses = []
+    for m, compiled in ((model, True), (twin, False)):
+        monkeypatch.setenv("ACTIONLIB_NO_CPP", "0" if compiled else "1")
+        loss = torch.nn.functional.cross_entropy(m(x), y)
+        loss.backward()
+        losses.append(loss.item())
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    for (name, a), b in zip(model.named_parameters(), twin.parameters()):
+        assert rel_err(a.grad, b.grad) < 1e-3, name
