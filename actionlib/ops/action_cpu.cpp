@@ -64,20 +64,25 @@ inline void neighbours(const float* x, const Shape& s, int64_t f, int64_t c, con
   *next = tt + 1 < s.t ? *cur + frame : nullptr;
 }
 
-// STE's 3x3x3 conv, 1 -> 1 channel, zero padding 1, on (N, T, H, W): out = conv(in).
-void conv333(const float* in, const float* wt, float* out, const Shape& s) {
+// STE's 3x3x3 conv, 1 -> 1 channel, zero padding 1, on (N, T, H, W): out = conv(in). With
+// `adjoint`, its adjoint w.r.t. the input: the kernel mirrored in all three dimensions, the taps
+// visited in reverse order (the order a scatter-add of the forward would sum them in).
+void conv333(const float* in, const float* wt, float* out, const Shape& s, bool adjoint = false) {
   at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
     for (int64_t f = b; f < e; ++f) {
       const int64_t tt = f % s.t;
       float* o = out + f * s.p;
       for (int64_t i = 0; i < s.p; ++i) o[i] = 0.f;
-      for (int64_t a = 0; a < 3; ++a) {
+      for (int64_t ia = 0; ia < 3; ++ia) {
+        const int64_t a = adjoint ? 2 - ia : ia;
         const int64_t ts = tt + a - 1;
         if (ts < 0 || ts >= s.t) continue;
         const float* src = in + (f + a - 1) * s.p;
-        for (int64_t dy = 0; dy < 3; ++dy)
-          for (int64_t dx = 0; dx < 3; ++dx) {
-            const float wv = wt[a * 9 + dy * 3 + dx];
+        for (int64_t iy = 0; iy < 3; ++iy)
+          for (int64_t ix = 0; ix < 3; ++ix) {
+            const int64_t dy = adjoint ? 2 - iy : iy, dx = adjoint ? 2 - ix : ix;
+            const int64_t tap = a * 9 + dy * 3 + dx;
+            const float wv = wt[adjoint ? 26 - tap : tap];
             for (int64_t y = 0; y < s.h; ++y) {
               const int64_t ys = y + dy - 1;
               if (ys < 0 || ys >= s.h) continue;
@@ -95,31 +100,7 @@ void conv333(const float* in, const float* wt, float* out, const Shape& s) {
 // Adjoint of conv333 w.r.t. its input (d_in) and weight (d_w, 27 values).
 void conv333_backward(const float* in, const float* wt, const float* dout, float* din, float* dw,
                       const Shape& s) {
-  // d_in[f'] = sum_a,dy,dx w * dout[f' - a + 1] shifted: scatter written as a gather per frame
-  at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
-    for (int64_t f = b; f < e; ++f) {
-      const int64_t tt = f % s.t;
-      float* o = din + f * s.p;
-      for (int64_t i = 0; i < s.p; ++i) o[i] = 0.f;
-      for (int64_t a = 0; a < 3; ++a) {
-        const int64_t to = tt - a + 1;  // the output frame that read frame f through tap a
-        if (to < 0 || to >= s.t) continue;
-        const float* g = dout + (f - a + 1) * s.p;
-        for (int64_t dy = 0; dy < 3; ++dy)
-          for (int64_t dx = 0; dx < 3; ++dx) {
-            const float wv = wt[a * 9 + dy * 3 + dx];
-            for (int64_t y = 0; y < s.h; ++y) {
-              const int64_t yo = y - dy + 1;
-              if (yo < 0 || yo >= s.h) continue;
-              const int64_t x0 = dx == 2 ? 1 : 0, x1 = dx == 0 ? s.w - 1 : s.w;
-              const float* grow = g + yo * s.w - dx + 1;
-              float* orow = o + y * s.w;
-              for (int64_t xx = x0; xx < x1; ++xx) orow[xx] += wv * grow[xx];
-            }
-          }
-      }
-    }
-  });
+  conv333(dout, wt, din, s, true);
   for (int64_t a = 0; a < 3; ++a)
     for (int64_t dy = 0; dy < 3; ++dy)
       for (int64_t dx = 0; dx < 3; ++dx) {
