@@ -109,5 +109,12 @@ def test_code_identity_follows_code_not_prose(tmp_path):
     src.write_text('"""Other doc."""\n\ndef f(x):\n    """Another doc."""\n    return x * 2  # twice\n')
     assert code_identity(tmp_path) == base  # docstrings and comments do not count
     src.write_text('"""Module doc."""\n\ndef f(x):\n    """Doc."""\n    return x * 3\n')
-    assert code_identity(tmp_path) != base  # what is computed does
+    changed = code_identity(tmp_path)
+    assert changed != base  # what is computed does
+    kernel = tmp_path / "ops" / "k.cpp"
+    kernel.write_text("float f(float x) { return x * 3; }\n")
+    assert code_identity(tmp_path) != changed  # and so does a compiled kernel's source
+    compiled = code_identity(tmp_path)
+    kernel.write_text("float f(float x) { return x * 4; }\n")
+    assert code_identity(tmp_path) != compiled
     assert len(code_identity()) == 16  # the installed package hashes too

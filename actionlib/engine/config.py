@@ -164,8 +164,9 @@ _CODE_PACKAGES = ("ops", "models", "data", "engine")
 def code_identity(root: str | os.PathLike | None = None) -> str:
     """Hash of the code that decides a trained run's numbers (``actionlib.ops``, ``.models``,
     ``.data``, ``.engine``), read as syntax trees without docstrings, so that editing prose or
-    comments keeps the run cache while a change to what is computed retrains. ``root``: the
-    package folder (default: this installation of actionlib)."""
+    comments keeps the run cache while a change to what is computed retrains; C++ sources there
+    (compiled kernels) count byte for byte. ``root``: the package folder (default: this
+    installation of actionlib)."""
     root = Path(root) if root is not None else Path(__file__).resolve().parent.parent
     h = hashlib.sha256()
     for sub in _CODE_PACKAGES:
@@ -178,6 +179,8 @@ def code_identity(root: str | os.PathLike | None = None) -> str:
                         and isinstance(body[0].value.value, str)):  # fmt: skip
                     node.body = body[1:] or [ast.Pass()]
             h.update(f"{sub}/{path.name}\n{ast.dump(tree)}\n".encode())
+        for path in sorted((root / sub).glob("*.cpp")):
+            h.update(f"{sub}/{path.name}\n".encode() + path.read_bytes())
     return h.hexdigest()[:16]
 
 
