@@ -125,6 +125,10 @@ def test_pytorch_path_where_the_kernel_does_not_apply(kernel, monkeypatch):
         assert not _kernel.usable(m, x)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not _kernel.usable(m, x)
+    with monkeypatch.context() as patch:  # inside torch.compile, which traces the PyTorch ops
+        patch.setattr(torch.compiler, "is_compiling", lambda: True)
+        assert not _kernel.usable(m, x)
+    assert _kernel.usable(m, x)
     monkeypatch.setenv("ACTIONLIB_NO_CPP", "1")
     assert not _kernel.usable(m, x)
 

@@ -11,7 +11,8 @@ its gradients stay oneDNN convolutions. Same numbers as the PyTorch path up to f
 
 Used by ``ActionModule.forward`` when :func:`usable` says so: float32 on the CPU, the extension
 built (``actionlib._cpp``; ``ACTIONLIB_NO_CPP=1`` turns it off), no ``TorchDispatchMode`` active
-(FLOP counters see the PyTorch path's operators) and no double backward.
+(FLOP counters see the PyTorch path's operators), not inside ``torch.compile`` (which traces the
+PyTorch path) and no double backward.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def usable(module: torch.nn.Module, x: torch.Tensor) -> bool:
         return False
     if any(p.dtype != torch.float32 or p.device.type != "cpu" for p in module.parameters()):
         return False
-    if torch.is_autocast_enabled("cpu"):
+    if torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling():  # compile traces PyTorch ops
         return False
     return kernels() is not None
 
