@@ -3,11 +3,12 @@
 ``action_cpu.cpp`` computes what :class:`~actionlib.ops.action.ActionModule` computes with
 PyTorch ops, in a few fused passes over the full-size tensors: one pass for the shift and the
 two means, one for the excitation (in place), and in the backward pass one for the gate
-gradients, one for the input gradient and one for the shift's transpose and weight gradient
-(in place). The gate networks (STE's 3x3x3 conv, CE's MLP, ME's BatchNorm and depthwise conv)
-run inside the kernel on small tensors, without per-op autograd nodes. The 1x1 ME squeeze and
-its gradients stay oneDNN convolutions. Same numbers as the PyTorch path up to float rounding
-(tests compare outputs, every gradient and the BatchNorm running statistics).
+gradients and one that forms the input gradient of the shifted map and applies the shift's
+transpose (in place) while summing the shift weights' gradient. The gate networks (STE's 3x3x3
+conv, CE's MLP, ME's BatchNorm and depthwise conv) run inside the kernel on small tensors,
+without per-op autograd nodes. The 1x1 ME squeeze and its gradients are matrix products, one per
+frame on large maps and oneDNN convolutions on small ones. Same numbers as the PyTorch path up to
+float rounding (tests compare outputs, every gradient and the BatchNorm running statistics).
 
 Used by ``ActionModule.forward`` when :func:`usable` says so: float32 on the CPU, the extension
 built (``actionlib._cpp``; ``ACTIONLIB_NO_CPP=1`` turns it off), no ``TorchDispatchMode`` active
