@@ -115,6 +115,26 @@ def test_inference_saves_nothing_and_keeps_running_stats(kernel):
     assert torch.equal(m.me_bn.running_mean, before)
 
 
+@pytest.mark.parametrize("hw", [(28, 28), (7, 7), (4, 4)], ids=lambda s: "x".join(map(str, s)))
+def test_evaluation_shortcut_on_offset_data(kernel, monkeypatch, hw):
+    """In evaluation ME is computed from the region sums of xs mapped through the squeeze, with
+    BatchNorm's running mean subtracted after summing: data far from zero mean and a running
+    mean to match must not lose precision there (ResNet-like map sizes)."""
+    c, t = 64, 4
+    ref_module = randomised(c, t, ("me",)).eval()
+    x = torch.randn(2 * t, c, *hw) + 4.0
+    with torch.no_grad():
+        ref_module.me_bn.running_mean.copy_(ref_module.me_squeeze(x).mean(dim=(0, 2, 3)))
+    module = copy.deepcopy(ref_module)
+    g = torch.randn_like(x)
+    ref = run(ref_module, x, g, False, monkeypatch)
+    got = run(module, x, g, True, monkeypatch)
+    assert rel_err(got[0], ref[0]) < 1e-5
+    assert rel_err(got[1], ref[1]) < 1e-5
+    for name in ref[2]:
+        assert rel_err(got[2][name], ref[2][name]) < 1e-4, name
+
+
 def test_pytorch_path_where_the_kernel_does_not_apply(kernel, monkeypatch):
     m = ActionModule(16, 2)
     x = torch.randn(4, 16, 3, 3)

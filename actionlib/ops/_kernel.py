@@ -7,8 +7,11 @@ gradients and one that forms the input gradient of the shifted map and applies t
 transpose (in place) while summing the shift weights' gradient. The gate networks (STE's 3x3x3
 conv, CE's MLP, ME's BatchNorm and depthwise conv) run inside the kernel on small tensors,
 without per-op autograd nodes. The 1x1 ME squeeze and its gradients are matrix products, one per
-frame on large maps and oneDNN convolutions on small ones. Same numbers as the PyTorch path up to
-float rounding (tests compare outputs, every gradient and the BatchNorm running statistics).
+frame on large maps and oneDNN convolutions on small ones. In evaluation (BatchNorm on running
+statistics) ME needs only nine region sums of the squeezed map, which are the squeeze of the
+region sums of the shifted map: the full-size squeeze is skipped. Same numbers as the PyTorch
+path up to float rounding (tests compare outputs, every gradient and the BatchNorm running
+statistics, in training and evaluation).
 
 Used by ``ActionModule.forward`` when :func:`usable` says so: float32 on the CPU, the extension
 built (``actionlib._cpp``; ``ACTIONLIB_NO_CPP=1`` turns it off), no ``TorchDispatchMode`` active

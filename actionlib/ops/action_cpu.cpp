@@ -14,6 +14,10 @@
 // ME only ever uses spatial means of its maps, so its BatchNorm and depthwise 3x3 conv act on
 // the nine "region sums" of the squeezed map (tap (a, b) of a zero-padded 3x3 conv reads all
 // rows but the last / all / all but the first, likewise for columns).
+// With BatchNorm on running statistics (evaluation) the region sums of the squeezed map are W
+// times the region sums of xs (the squeeze is linear), so the full-size squeeze is skipped: F1
+// takes the nine sums of every map of xs, one (NT*9, C) @ (C, r) product maps them through W,
+// and F1 does not store xs at all (F2 recomputes it from x while writing the output).
 // Every reduction of the loops here runs in a fixed order on one thread (deterministic).
 #include <torch/extension.h>
 
@@ -22,6 +26,10 @@
 #include <algorithm>
 #include <cmath>
 #include <vector>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 using at::Tensor;
 
@@ -35,6 +43,58 @@ Shape shape_of(const Tensor& x, int64_t t) {
   Shape s{x.size(0), x.size(0) / t, t, x.size(1), x.size(2), x.size(3), x.size(2) * x.size(3)};
   return s;
 }
+
+// Row reductions (sum, dot product, sum of squared deviations) of n floats. GCC ends an
+// `omp simd reduction` loop with a sequential sum of the vector lanes through memory (~16
+// dependent additions); on the short rows of layers 3-4 (16-49 values, ~200k rows per pass) that
+// tail dominated the passes. With AVX-512 the lanes stay in registers (two accumulators, masked
+// tail) and are summed by a shuffle tree; elsewhere the plain loops below.
+#if defined(__AVX512F__)
+template <int kOp>  // 0: sum a, 1: sum a * b, 2: sum (a - m)^2
+inline float reduce_row(const float* a, const float* b, float m, int64_t n) {
+  const __m512 vm = _mm512_set1_ps(m);
+  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+  auto term = [&](__m512 acc, __m512 va, __m512 vb) {
+    if (kOp == 0) return _mm512_add_ps(acc, va);
+    if (kOp == 1) return _mm512_fmadd_ps(va, vb, acc);
+    const __m512 d = _mm512_sub_ps(va, vm);
+    return _mm512_fmadd_ps(d, d, acc);
+  };
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    s0 = term(s0, _mm512_loadu_ps(a + i), kOp == 1 ? _mm512_loadu_ps(b + i) : vm);
+    s1 = term(s1, _mm512_loadu_ps(a + i + 16), kOp == 1 ? _mm512_loadu_ps(b + i + 16) : vm);
+  }
+  for (; i < n; i += 16) {
+    const __mmask16 k = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u);
+    const __m512 va = _mm512_maskz_loadu_ps(k, a + i);
+    s0 = _mm512_mask_mov_ps(s0, k, term(s0, va, kOp == 1 ? _mm512_maskz_loadu_ps(k, b + i) : vm));
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+inline float sum_row(const float* a, int64_t n) { return reduce_row<0>(a, nullptr, 0.f, n); }
+inline float dot_row(const float* a, const float* b, int64_t n) { return reduce_row<1>(a, b, 0.f, n); }
+inline float sqdev_row(const float* a, float m, int64_t n) { return reduce_row<2>(a, nullptr, m, n); }
+#else
+inline float sum_row(const float* a, int64_t n) {
+  float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < n; ++i) acc += a[i];
+  return acc;
+}
+inline float dot_row(const float* a, const float* b, int64_t n) {
+  float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < n; ++i) acc += a[i] * b[i];
+  return acc;
+}
+inline float sqdev_row(const float* a, float m, int64_t n) {
+  float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < n; ++i) acc += (a[i] - m) * (a[i] - m);
+  return acc;
+}
+#endif
 
 // One row (P values) of xs = k0 * x[t-1] + k1 * x[t] + k2 * x[t+1]; prev / next null at the ends.
 inline void shift_row(const float* prev, const float* cur, const float* next, const float* k, float* out,
@@ -101,28 +161,27 @@ void conv333(const float* in, const float* wt, float* out, const Shape& s, bool 
 void conv333_backward(const float* in, const float* wt, const float* dout, float* din, float* dw,
                       const Shape& s) {
   conv333(dout, wt, din, s, true);
-  for (int64_t a = 0; a < 3; ++a)
-    for (int64_t dy = 0; dy < 3; ++dy)
-      for (int64_t dx = 0; dx < 3; ++dx) {
-        double acc = 0.0;
-        for (int64_t f = 0; f < s.nt; ++f) {
-          const int64_t ts = f % s.t + a - 1;
-          if (ts < 0 || ts >= s.t) continue;
-          const float* src = in + (f + a - 1) * s.p;
-          const float* g = dout + f * s.p;
-          for (int64_t y = 0; y < s.h; ++y) {
-            const int64_t ys = y + dy - 1;
-            if (ys < 0 || ys >= s.h) continue;
-            const int64_t x0 = dx == 0 ? 1 : 0, x1 = dx == 2 ? s.w - 1 : s.w;
-            const float* srow = src + ys * s.w + dx - 1;
-            const float* grow = g + y * s.w;
-            float part = 0.f;
-            for (int64_t xx = x0; xx < x1; ++xx) part += grow[xx] * srow[xx];
-            acc += part;
-          }
+  at::parallel_for(0, 27, 1, [&](int64_t tb, int64_t te) {  // the 27 taps are independent
+    for (int64_t tap = tb; tap < te; ++tap) {
+      const int64_t a = tap / 9, dy = tap / 3 % 3, dx = tap % 3;
+      double acc = 0.0;
+      for (int64_t f = 0; f < s.nt; ++f) {
+        const int64_t ts = f % s.t + a - 1;
+        if (ts < 0 || ts >= s.t) continue;
+        const float* src = in + (f + a - 1) * s.p;
+        const float* g = dout + f * s.p;
+        for (int64_t y = 0; y < s.h; ++y) {
+          const int64_t ys = y + dy - 1;
+          if (ys < 0 || ys >= s.h) continue;
+          const int64_t x0 = dx == 0 ? 1 : 0, x1 = dx == 2 ? s.w - 1 : s.w;
+          const float* srow = src + ys * s.w + dx - 1;
+          const float* grow = g + y * s.w;
+          acc += dot_row(grow + x0, srow + x0, x1 - x0);
         }
-        dw[a * 9 + dy * 3 + dx] = static_cast<float>(acc);
       }
+      dw[tap] = static_cast<float>(acc);
+    }
+  });
 }
 
 // CE's temporal conv as one matrix product: windows (NT, r*3), [f, i*3 + j] = z[f + j - 1, i].
@@ -164,24 +223,24 @@ inline void region_sizes(const Shape& s, double* area) {
     for (int b = 0; b < 3; ++b) area[a * 3 + b] = rows[a] * cols[b];
 }
 
-// Nine region sums of one H x W map.
-inline void region_sums(const float* m, const Shape& s, double* v) {
-  double total = 0, first_row = 0, last_row = 0, first_col = 0, last_col = 0;
+// Nine region sums of one H x W map, given the sum of all of it: only the edges are read.
+inline void region_sums_from(const float* m, const Shape& s, double total, double* v) {
+  const float first_row = sum_row(m, s.w), last_row = sum_row(m + (s.h - 1) * s.w, s.w);
+  float first_col = 0.f, last_col = 0.f;  // two independent chains
   for (int64_t y = 0; y < s.h; ++y) {
-    const float* row = m + y * s.w;
-    double rs = 0;
-    for (int64_t xx = 0; xx < s.w; ++xx) rs += row[xx];
-    total += rs;
-    if (y == 0) first_row = rs;
-    if (y == s.h - 1) last_row = rs;
-    first_col += row[0];
-    last_col += row[s.w - 1];
+    first_col += m[y * s.w];
+    last_col += m[y * s.w + s.w - 1];
   }
   const double row_out[3] = {last_row, 0.0, first_row};  // what tap a leaves out
   const double col_out[3] = {last_col, 0.0, first_col};
   const double corner[3][3] = {{m[s.p - 1], 0.0, m[(s.h - 1) * s.w]}, {0, 0, 0}, {m[s.w - 1], 0.0, m[0]}};
   for (int a = 0; a < 3; ++a)
     for (int b = 0; b < 3; ++b) v[a * 3 + b] = total - row_out[a] - col_out[b] + corner[a][b];
+}
+
+// Nine region sums of one H x W map.
+inline void region_sums(const float* m, const Shape& s, double* v) {
+  region_sums_from(m, s, sum_row(m, s.p), v);
 }
 
 Tensor mat(const Tensor& w, int64_t rows) { return w.reshape({rows, -1}); }
@@ -206,26 +265,37 @@ std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool
   const auto opt = x.options();
   const float* xp = x.data_ptr<float>();
   const float* kp = k.data_ptr<float>();
-  Tensor xs = at::empty_like(x);
+  // With BatchNorm on running statistics (evaluation), ME needs only the nine region sums of its
+  // squeezed map; the squeeze is linear, so they are W times the region sums of xs and the
+  // full-size squeeze is skipped. xs is then kept only when the squeeze reads it: otherwise F1
+  // just reduces it row by row and F2 recomputes it from x while writing the output.
+  const bool squeeze = me && batch_stats;
+  Tensor xs = at::empty_like(x);  // the output; holds xs between F1 and F2 when `squeeze`
   Tensor cm = ste ? at::zeros({s.nt, s.p}, opt) : at::empty({0}, opt);
   Tensor sm = ce ? at::empty({s.nt, s.c}, opt) : at::empty({0}, opt);
+  Tensor rsx = me && !squeeze ? at::empty({s.nt, 9, s.c}, opt) : at::empty({0}, opt);  // region sums of xs
   float* xsp = xs.data_ptr<float>();
   float* cmp = ste ? cm.data_ptr<float>() : nullptr;
   float* smp = ce ? sm.data_ptr<float>() : nullptr;
-  // F1: shift, channel mean and spatial mean, frame by frame
+  float* rsxp = me && !squeeze ? rsx.data_ptr<float>() : nullptr;
+  // F1: shift, channel mean, spatial mean [and region sums], frame by frame
   at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
+    std::vector<float> row(squeeze ? 0 : s.p);
     for (int64_t f = b; f < e; ++f) {
       float* cmf = cmp ? cmp + f * s.p : nullptr;
       for (int64_t c = 0; c < s.c; ++c) {
         const float *prev, *cur, *next;
         neighbours(xp, s, f, c, &prev, &cur, &next);
-        float* o = xsp + (f * s.c + c) * s.p;
+        float* o = squeeze ? xsp + (f * s.c + c) * s.p : row.data();
         shift_row(prev, cur, next, kp + 3 * c, o, s.p);
-        if (smp) {
-          float acc = 0.f;
-#pragma omp simd reduction(+ : acc)
-          for (int64_t i = 0; i < s.p; ++i) acc += o[i];
-          smp[f * s.c + c] = acc / s.p;
+        if (smp || rsxp) {
+          const float acc = sum_row(o, s.p);
+          if (smp) smp[f * s.c + c] = acc / s.p;
+          if (rsxp) {
+            double v[9];
+            region_sums_from(o, s, acc, v);
+            for (int ab = 0; ab < 9; ++ab) rsxp[(f * 9 + ab) * s.c + c] = float(v[ab]);
+          }
         }
         if (cmf) {
 #pragma omp simd
@@ -255,49 +325,55 @@ std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool
   }
   if (me) {
     const int64_t r = me_sq.size(0);
-    if (batched_forward(s))  // (r, C) @ (NT, C, P), frame by frame
-      sq = at::bmm(mat(me_sq, r).expand({s.nt, r, s.c}), xs.view({s.nt, s.c, s.p})).view({s.nt, r, s.h, s.w});
-    else
-      sq = at::conv2d(xs, me_sq).contiguous();  // (NT, r, H, W)
-    const float* sqp = sq.data_ptr<float>();
     mu = at::empty({r}, opt);
     invstd = at::empty({r}, opt);
-    const int64_t m = s.nt * s.p;
-    for (int64_t i = 0; i < r; ++i) {
-      double mean, var;
-      if (batch_stats) {
-        double s1 = 0, s2 = 0;
-        for (int64_t f = 0; f < s.nt; ++f) {
-          const float* q = sqp + (f * r + i) * s.p;
-          for (int64_t j = 0; j < s.p; ++j) s1 += q[j];
+    float* mup_w = mu.data_ptr<float>();
+    float* isp_w = invstd.data_ptr<float>();
+    if (squeeze) {
+      if (batched_forward(s))  // (r, C) @ (NT, C, P), frame by frame
+        sq = at::bmm(mat(me_sq, r).expand({s.nt, r, s.c}), xs.view({s.nt, s.c, s.p})).view({s.nt, r, s.h, s.w});
+      else
+        sq = at::conv2d(xs, me_sq).contiguous();  // (NT, r, H, W)
+      const float* sqp = sq.data_ptr<float>();
+      const int64_t m = s.nt * s.p;
+      float* rm = bn_rm.numel() ? bn_rm.data_ptr<float>() : nullptr;
+      float* rv = bn_rv.numel() ? bn_rv.data_ptr<float>() : nullptr;
+      // batch statistics per channel (two passes; rows summed in float lanes, in double across rows)
+      at::parallel_for(0, r, 1, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) {
+          double s1 = 0, s2 = 0;
+          for (int64_t f = 0; f < s.nt; ++f) s1 += sum_row(sqp + (f * r + i) * s.p, s.p);
+          const double mean = s1 / m;
+          const float meanf = float(mean);
+          for (int64_t f = 0; f < s.nt; ++f) {
+            s2 += sqdev_row(sqp + (f * r + i) * s.p, meanf, s.p);
+          }
+          const double var = s2 / m;
+          if (factor > 0 && rm) {
+            rm[i] = float((1 - factor) * rm[i] + factor * mean);
+            rv[i] = float((1 - factor) * rv[i] + factor * (m > 1 ? s2 / (m - 1) : var));
+          }
+          mup_w[i] = meanf;
+          isp_w[i] = float(1.0 / std::sqrt(var + eps));
         }
-        mean = s1 / m;
-        for (int64_t f = 0; f < s.nt; ++f) {
-          const float* q = sqp + (f * r + i) * s.p;
-          for (int64_t j = 0; j < s.p; ++j) s2 += (q[j] - mean) * (q[j] - mean);
-        }
-        var = s2 / m;
-        if (factor > 0) {
-          float* rm = bn_rm.data_ptr<float>();
-          float* rv = bn_rv.data_ptr<float>();
-          rm[i] = float((1 - factor) * rm[i] + factor * mean);
-          rv[i] = float((1 - factor) * rv[i] + factor * (m > 1 ? s2 / (m - 1) : var));
-        }
-      } else {
-        mean = bn_rm.data_ptr<float>()[i];
-        var = bn_rv.data_ptr<float>()[i];
+      });
+      vsq = at::empty({s.nt, r, 9}, opt.dtype(at::kDouble));
+      double* vp = vsq.data_ptr<double>();
+      at::parallel_for(0, s.nt * r, 16, [&](int64_t b, int64_t e) {
+        for (int64_t q = b; q < e; ++q) region_sums(sqp + q * s.p, s, vp + q * 9);
+      });
+    } else {  // running statistics; region sums of W xs = W (region sums of xs)
+      for (int64_t i = 0; i < r; ++i) {
+        mup_w[i] = bn_rm.data_ptr<float>()[i];
+        isp_w[i] = float(1.0 / std::sqrt(double(bn_rv.data_ptr<float>()[i]) + eps));
       }
-      mu.data_ptr<float>()[i] = float(mean);
-      invstd.data_ptr<float>()[i] = float(1.0 / std::sqrt(var + eps));
+      vsq = at::mm(rsx.view({s.nt * 9, s.c}), mat(me_sq, r).t())  // one product: (NT*9, C) @ (C, r)
+                .view({s.nt, 9, r}).transpose(1, 2).to(at::kDouble).contiguous();  // (NT, r, 9)
     }
-    vsq = at::empty({s.nt, r, 9}, opt.dtype(at::kDouble));
     d = at::zeros({s.nt, r}, opt);
     double area[9];
     region_sizes(s, area);
-    double* vp = vsq.data_ptr<double>();
-    at::parallel_for(0, s.nt * r, 16, [&](int64_t b, int64_t e) {
-      for (int64_t q = b; q < e; ++q) region_sums(sqp + q * s.p, s, vp + q * 9);
-    });
+    const double* vp = vsq.data_ptr<double>();
     const float *gm = bn_w.data_ptr<float>(), *bt = bn_b.data_ptr<float>(), *dw = me_dw.data_ptr<float>();
     const float *mup = mu.data_ptr<float>(), *isp = invstd.data_ptr<float>();
     float* dp = d.data_ptr<float>();
@@ -316,12 +392,17 @@ std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool
     g3 = at::mm(d, mat(me_ex, s.c).t()).sigmoid_();  // (NT, C)
     gate_c.add_(g3);
   }
-  // F2: out = xs * (gate_c + gate_s), in place
+  // F2: out = xs * (gate_c + gate_s), in place [xs recomputed from x]
   const float* gc = gate_c.data_ptr<float>();
   const float* gs = ste ? g1.data_ptr<float>() : nullptr;
   at::parallel_for(0, s.nt * s.c, 64, [&](int64_t b, int64_t e) {
     for (int64_t q = b; q < e; ++q) {
       float* o = xsp + q * s.p;
+      if (!squeeze) {  // xs was not kept: recompute the row
+        const float *prev, *cur, *next;
+        neighbours(xp, s, q / s.c, q % s.c, &prev, &cur, &next);
+        shift_row(prev, cur, next, kp + 3 * (q % s.c), o, s.p);
+      }
       const float a = gc[q];
       if (gs) {
         const float* gsf = gs + (q / s.c) * s.p;
@@ -374,12 +455,7 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
         float* o = xsp ? xsp + (f * s.c + c) * s.p : row.data();
         shift_row(prev, cur, next, kp + 3 * c, o, s.p);
         const float* gr = gp + (f * s.c + c) * s.p;
-        if (dgc) {
-          float acc = 0.f;
-#pragma omp simd reduction(+ : acc)
-          for (int64_t i = 0; i < s.p; ++i) acc += gr[i] * o[i];
-          dgc[f * s.c + c] = acc;
-        }
+        if (dgc) dgc[f * s.c + c] = dot_row(gr, o, s.p);
         if (dgsf) {
 #pragma omp simd
           for (int64_t i = 0; i < s.p; ++i) dgsf[i] += gr[i] * o[i];
@@ -460,8 +536,8 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
       g_bnb.data_ptr<float>()[i] = float(dbeta[i]);
     }
     // d sq = gamma * invstd * (df - mean df - xhat * mean(df * xhat)); eval: gamma * invstd * df
-    Tensor dsq = at::empty_like(sq);
-    const float* sqp = sq.data_ptr<float>();
+    Tensor dsq = at::empty({s.nt, r, s.h, s.w}, opt);  // (sq itself is not kept in evaluation)
+    const float* sqp = batch_stats ? sq.data_ptr<float>() : nullptr;
     float* dsqp = dsq.data_ptr<float>();
     const double m = double(s.nt * s.p);
     at::parallel_for(0, s.nt * r, 16, [&](int64_t b, int64_t e) {
@@ -481,13 +557,26 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
             if (y > 0) acc += o[6 + bb];
             colv[bb] = float(acc);
           }
-          const float* src = sqp + q * s.p + y * s.w;
+          // d f at column xx: the taps b whose columns contain xx (first, inner, last column)
+          auto dfv = [&](int64_t xx) {
+            float v = colv[1];
+            if (xx < s.w - 1) v += colv[0];
+            if (xx > 0) v += colv[2];
+            return v;
+          };
+          const float d_first = dfv(0), d_inner = dfv(1), d_last = dfv(s.w - 1);
           float* dst = dsqp + q * s.p + y * s.w;
-          for (int64_t xx = 0; xx < s.w; ++xx) {
-            float dfv = colv[1];
-            if (xx < s.w - 1) dfv += colv[0];
-            if (xx > 0) dfv += colv[2];
-            dst[xx] = coef * (dfv - mdf - (src[xx] - mean) * is * mdx);
+          if (sqp) {  // batch statistics: d sq also depends on sq
+            const float* src = sqp + q * s.p + y * s.w;
+            dst[0] = coef * (d_first - mdf - (src[0] - mean) * is * mdx);
+#pragma omp simd
+            for (int64_t xx = 1; xx < s.w - 1; ++xx) dst[xx] = coef * (d_inner - mdf - (src[xx] - mean) * is * mdx);
+            if (s.w > 1) dst[s.w - 1] = coef * (d_last - mdf - (src[s.w - 1] - mean) * is * mdx);
+          } else {
+            dst[0] = coef * d_first;
+#pragma omp simd
+            for (int64_t xx = 1; xx < s.w - 1; ++xx) dst[xx] = coef * d_inner;
+            if (s.w > 1) dst[s.w - 1] = coef * d_last;
           }
         }
       }
@@ -574,22 +663,9 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
               const int64_t j = c - c0;
               const float* g0 = cur + j * s.p;
               const float* xr = xp + f * frame + c * s.p;
-              float s0 = 0.f, s1 = 0.f, s2 = 0.f;
-#pragma omp simd reduction(+ : s1)
-              for (int64_t i = 0; i < s.p; ++i) s1 += g0[i] * xr[i];
-              if (has_prev) {
-                const float* xm = xr - frame;
-#pragma omp simd reduction(+ : s0)
-                for (int64_t i = 0; i < s.p; ++i) s0 += g0[i] * xm[i];
-              }
-              if (has_next) {
-                const float* xn = xr + frame;
-#pragma omp simd reduction(+ : s2)
-                for (int64_t i = 0; i < s.p; ++i) s2 += g0[i] * xn[i];
-              }
-              acc[3 * j] += s0;
-              acc[3 * j + 1] += s1;
-              acc[3 * j + 2] += s2;
+              if (has_prev) acc[3 * j] += dot_row(g0, xr - frame, s.p);
+              acc[3 * j + 1] += dot_row(g0, xr, s.p);
+              if (has_next) acc[3 * j + 2] += dot_row(g0, xr + frame, s.p);
               // G[t+1] fed xs[t+1] through k0, G[t-1] fed xs[t-1] through k2
               shift_row(has_next ? next + j * s.p : nullptr, g0, has_prev ? prev + j * s.p : nullptr, kp + 3 * c,
                         bp + f * frame + c * s.p, s.p);
