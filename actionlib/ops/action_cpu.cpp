@@ -124,6 +124,27 @@ inline void neighbours(const float* x, const Shape& s, int64_t f, int64_t c, con
   *next = tt + 1 < s.t ? *cur + frame : nullptr;
 }
 
+// The rows of xs = shift(x) frame by frame (frames in parallel, channels in order inside a frame):
+// row (f, c) is written into `keep` (a full-size tensor) or, when that is null, into a per-thread
+// buffer, then handed to row_fn(f, c, row); frame_done(f) follows each frame's last channel.
+template <class RowFn, class FrameFn>
+void for_each_xs_row(const float* x, const float* k, const Shape& s, float* keep, RowFn&& row_fn,
+                     FrameFn&& frame_done) {
+  at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
+    std::vector<float> buf(keep ? 0 : s.p);
+    for (int64_t f = b; f < e; ++f) {
+      for (int64_t c = 0; c < s.c; ++c) {
+        const float *prev, *cur, *next;
+        neighbours(x, s, f, c, &prev, &cur, &next);
+        float* o = keep ? keep + (f * s.c + c) * s.p : buf.data();
+        shift_row(prev, cur, next, k + 3 * c, o, s.p);
+        row_fn(f, c, static_cast<const float*>(o));
+      }
+      frame_done(f);
+    }
+  });
+}
+
 // STE's 3x3x3 conv, 1 -> 1 channel, zero padding 1, on (N, T, H, W): out = conv(in). With
 // `adjoint`, its adjoint w.r.t. the input: the kernel mirrored in all three dimensions, the taps
 // visited in reverse order (the order a scatter-add of the forward would sum them in).
@@ -279,15 +300,9 @@ std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool
   float* smp = ce ? sm.data_ptr<float>() : nullptr;
   float* rsxp = me && !squeeze ? rsx.data_ptr<float>() : nullptr;
   // F1: shift, channel mean, spatial mean [and region sums], frame by frame
-  at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
-    std::vector<float> row(squeeze ? 0 : s.p);
-    for (int64_t f = b; f < e; ++f) {
-      float* cmf = cmp ? cmp + f * s.p : nullptr;
-      for (int64_t c = 0; c < s.c; ++c) {
-        const float *prev, *cur, *next;
-        neighbours(xp, s, f, c, &prev, &cur, &next);
-        float* o = squeeze ? xsp + (f * s.c + c) * s.p : row.data();
-        shift_row(prev, cur, next, kp + 3 * c, o, s.p);
+  for_each_xs_row(
+      xp, kp, s, squeeze ? xsp : nullptr,
+      [&](int64_t f, int64_t c, const float* o) {
         if (smp || rsxp) {
           const float acc = sum_row(o, s.p);
           if (smp) smp[f * s.c + c] = acc / s.p;
@@ -297,15 +312,16 @@ std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool
             for (int ab = 0; ab < 9; ++ab) rsxp[(f * 9 + ab) * s.c + c] = float(v[ab]);
           }
         }
-        if (cmf) {
+        if (cmp) {
+          float* cmf = cmp + f * s.p;
 #pragma omp simd
           for (int64_t i = 0; i < s.p; ++i) cmf[i] += o[i];
         }
-      }
-      if (cmf)
-        for (int64_t i = 0; i < s.p; ++i) cmf[i] /= s.c;
-    }
-  });
+      },
+      [&](int64_t f) {
+        if (cmp)
+          for (int64_t i = 0; i < s.p; ++i) cmp[f * s.p + i] /= s.c;
+      });
   const double npaths = double(ste) + double(ce) + double(me);
   Tensor gate_c = at::full({s.nt, s.c}, npaths, opt);
   Tensor empty = at::empty({0}, opt);
@@ -445,24 +461,18 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
   float* dgc = (ce || me) ? d_gc.data_ptr<float>() : nullptr;
   float* dgs = ste ? d_gs.data_ptr<float>() : nullptr;
   // B1: recompute xs; d gate_c = sum_p g * xs, d gate_s = sum_c g * xs
-  at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
-    std::vector<float> row(s.p);
-    for (int64_t f = b; f < e; ++f) {
-      float* dgsf = dgs ? dgs + f * s.p : nullptr;
-      for (int64_t c = 0; c < s.c; ++c) {
-        const float *prev, *cur, *next;
-        neighbours(xp, s, f, c, &prev, &cur, &next);
-        float* o = xsp ? xsp + (f * s.c + c) * s.p : row.data();
-        shift_row(prev, cur, next, kp + 3 * c, o, s.p);
+  for_each_xs_row(
+      xp, kp, s, xsp,
+      [&](int64_t f, int64_t c, const float* o) {
         const float* gr = gp + (f * s.c + c) * s.p;
         if (dgc) dgc[f * s.c + c] = dot_row(gr, o, s.p);
-        if (dgsf) {
+        if (dgs) {
+          float* dgsf = dgs + f * s.p;
 #pragma omp simd
           for (int64_t i = 0; i < s.p; ++i) dgsf[i] += gr[i] * o[i];
         }
-      }
-    }
-  });
+      },
+      [](int64_t) {});
   Tensor gw_ste = empty, gw_cs = empty, gw_ct = empty, gw_ce = empty, gw_ms = empty, g_bnw = empty, g_bnb = empty,
          gw_dw = empty, gw_me = empty;
   Tensor d_cm = empty, d_sm = empty, dsq_kept;  // big: (xs, then) G, then dx
