@@ -55,14 +55,9 @@ def run(module, x, g, compiled, monkeypatch):
     return out.detach(), x.grad, grads, {n: b.clone() for n, b in module.named_buffers()}
 
 
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("paths", ALL_SUBSETS, ids=lambda p: "+".join(p))
-def test_kernel_equals_pytorch_path(kernel, monkeypatch, paths, shape, training):
-    n, t, c, h, w = shape
-    ref_module = randomised(c, t, paths).train(training)
-    module = copy.deepcopy(ref_module)
-    x, g = torch.randn(n * t, c, h, w), torch.randn(n * t, c, h, w)
+def assert_paths_agree(module, ref_module, x, g, monkeypatch):
+    """``module`` through the kernel and its twin ``ref_module`` through the PyTorch path agree:
+    output, input gradient, every parameter gradient and the buffers."""
     ref = run(ref_module, x, g, False, monkeypatch)
     got = run(module, x, g, True, monkeypatch)
     assert rel_err(got[0], ref[0]) < 1e-5
@@ -74,6 +69,17 @@ def test_kernel_equals_pytorch_path(kernel, monkeypatch, paths, shape, training)
             assert rel_err(got[2][name], ref[2][name]) < 1e-4, name
     for name in ref[3]:  # running statistics and the batch counter move alike
         assert torch.allclose(got[3][name].double(), ref[3][name].double(), rtol=1e-5, atol=1e-6), name
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("paths", ALL_SUBSETS, ids=lambda p: "+".join(p))
+def test_kernel_equals_pytorch_path(kernel, monkeypatch, paths, shape, training):
+    n, t, c, h, w = shape
+    ref_module = randomised(c, t, paths).train(training)
+    module = copy.deepcopy(ref_module)
+    x, g = torch.randn(n * t, c, h, w), torch.randn(n * t, c, h, w)
+    assert_paths_agree(module, ref_module, x, g, monkeypatch)
 
 
 def test_kernel_matches_spec_reference(kernel):
@@ -126,13 +132,7 @@ def test_evaluation_shortcut_on_offset_data(kernel, monkeypatch, hw):
     with torch.no_grad():
         ref_module.me_bn.running_mean.copy_(ref_module.me_squeeze(x).mean(dim=(0, 2, 3)))
     module = copy.deepcopy(ref_module)
-    g = torch.randn_like(x)
-    ref = run(ref_module, x, g, False, monkeypatch)
-    got = run(module, x, g, True, monkeypatch)
-    assert rel_err(got[0], ref[0]) < 1e-5
-    assert rel_err(got[1], ref[1]) < 1e-5
-    for name in ref[2]:
-        assert rel_err(got[2][name], ref[2][name]) < 1e-4, name
+    assert_paths_agree(module, ref_module, x, torch.randn_like(x), monkeypatch)
 
 
 def test_pytorch_path_where_the_kernel_does_not_apply(kernel, monkeypatch):

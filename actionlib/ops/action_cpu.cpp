@@ -343,8 +343,8 @@ std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool
     const int64_t r = me_sq.size(0);
     mu = at::empty({r}, opt);
     invstd = at::empty({r}, opt);
-    float* mup_w = mu.data_ptr<float>();
-    float* isp_w = invstd.data_ptr<float>();
+    float* mup = mu.data_ptr<float>();
+    float* isp = invstd.data_ptr<float>();
     if (squeeze) {
       if (batched_forward(s))  // (r, C) @ (NT, C, P), frame by frame
         sq = at::bmm(mat(me_sq, r).expand({s.nt, r, s.c}), xs.view({s.nt, s.c, s.p})).view({s.nt, r, s.h, s.w});
@@ -369,8 +369,8 @@ std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool
             rm[i] = float((1 - factor) * rm[i] + factor * mean);
             rv[i] = float((1 - factor) * rv[i] + factor * (m > 1 ? s2 / (m - 1) : var));
           }
-          mup_w[i] = meanf;
-          isp_w[i] = float(1.0 / std::sqrt(var + eps));
+          mup[i] = meanf;
+          isp[i] = float(1.0 / std::sqrt(var + eps));
         }
       });
       vsq = at::empty({s.nt, r, 9}, opt.dtype(at::kDouble));
@@ -380,8 +380,8 @@ std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool
       });
     } else {  // running statistics; region sums of W xs = W (region sums of xs)
       for (int64_t i = 0; i < r; ++i) {
-        mup_w[i] = bn_rm.data_ptr<float>()[i];
-        isp_w[i] = float(1.0 / std::sqrt(double(bn_rv.data_ptr<float>()[i]) + eps));
+        mup[i] = bn_rm.data_ptr<float>()[i];
+        isp[i] = float(1.0 / std::sqrt(double(bn_rv.data_ptr<float>()[i]) + eps));
       }
       vsq = at::mm(rsx.view({s.nt * 9, s.c}), mat(me_sq, r).t())  // one product: (NT*9, C) @ (C, r)
                 .view({s.nt, 9, r}).transpose(1, 2).to(at::kDouble).contiguous();  // (NT, r, 9)
@@ -391,7 +391,6 @@ std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool
     region_sizes(s, area);
     const double* vp = vsq.data_ptr<double>();
     const float *gm = bn_w.data_ptr<float>(), *bt = bn_b.data_ptr<float>(), *dw = me_dw.data_ptr<float>();
-    const float *mup = mu.data_ptr<float>(), *isp = invstd.data_ptr<float>();
     float* dp = d.data_ptr<float>();
     for (int64_t f = 0; f < s.nt; ++f) {
       if (f % s.t == s.t - 1) continue;  // d[T-1] = 0
