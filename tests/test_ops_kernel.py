@@ -149,8 +149,12 @@ def test_pytorch_path_where_the_kernel_does_not_apply(kernel, monkeypatch):
         patch.setattr(torch.compiler, "is_compiling", lambda: True)
         assert not _kernel.usable(m, x)
     assert _kernel.usable(m, x)
+    twin = copy.deepcopy(m)
+    twin.me_bn.running_var = twin.me_bn.running_var.double()  # a buffer the kernel cannot take
+    assert not _kernel.usable(twin, x)
     monkeypatch.setenv("ACTIONLIB_NO_CPP", "1")
     assert not _kernel.usable(m, x)
+    assert _kernel.action(m, x) is None  # the module then takes the PyTorch path
 
 
 def test_model_training_step_same_on_both_paths(kernel, monkeypatch):

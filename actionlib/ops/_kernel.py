@@ -45,11 +45,22 @@ def kernels() -> ModuleType | None:
 
 def usable(module: torch.nn.Module, x: torch.Tensor) -> bool:
     """True when ``module`` (an ActionModule) can run on ``x`` through the compiled kernel."""
-    if x.device.type != "cpu" or x.dtype != torch.float32 or _get_current_dispatch_mode() is not None:
+    return _usable(x, _weights(module), module)
+
+
+def _usable(x: torch.Tensor, weights: tuple[torch.Tensor, ...], module: torch.nn.Module) -> bool:
+    # Called once per module and step: plain attribute checks only (module.parameters() and
+    # x.device cost tens of microseconds each inside a model, where the caches are cold).
+    f32 = torch.float32
+    if not (x.is_cpu and x.dtype == f32) or any(not (w.is_cpu and w.dtype == f32) for w in weights):
         return False
-    if any(p.dtype != torch.float32 or p.device.type != "cpu" for p in module.parameters()):
+    if "me" in module.paths and module.me_bn.running_mean is not None:
+        bn = module.me_bn
+        if not (bn.running_mean.is_cpu and bn.running_mean.dtype == f32 and bn.running_var.dtype == f32):
+            return False
+    if _get_current_dispatch_mode() is not None or torch.is_autocast_enabled("cpu"):
         return False
-    if torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling():  # compile traces PyTorch ops
+    if torch.compiler.is_compiling():  # compile traces the PyTorch path's operators
         return False
     return kernels() is not None
 
@@ -112,10 +123,14 @@ class _ActionFunction(torch.autograd.Function):
         return (*out, None)
 
 
-def action(module, x: torch.Tensor) -> torch.Tensor:
-    """``module(x)`` through the compiled kernel; ``x`` is ``(N*T, C, H, W)``, contiguous."""
+def action(module, x: torch.Tensor) -> torch.Tensor | None:
+    """``module(x)`` through the compiled kernel, or ``None`` where it does not apply
+    (:func:`usable`); ``x`` is ``(N*T, C, H, W)``, contiguous."""
+    weights = _weights(module)
+    if not _usable(x, weights, module):
+        return None
     flags = tuple(p in module.paths for p in ("ste", "ce", "me"))
-    rm = rv = x.new_empty(0)
+    rm = rv = None
     batch_stats, factor, eps = True, 0.0, 1e-5
     if flags[2]:
         bn = module.me_bn
@@ -124,8 +139,9 @@ def action(module, x: torch.Tensor) -> torch.Tensor:
         eps = bn.eps
         if bn.running_mean is not None:
             rm, rv = bn.running_mean, bn.running_var
+    if rm is None:
+        rm = rv = x.new_empty(0)
     cfg = (kernels(), module.num_segments, flags, rm, rv, batch_stats, factor, eps)
-    weights = _weights(module)
     if torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights)):
         return _ActionFunction.apply(x, *weights, cfg)
     with torch.no_grad():  # inference: nothing saved

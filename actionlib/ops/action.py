@@ -170,8 +170,9 @@ class ActionModule(nn.Module):
         if x.dim() != 4 or x.shape[0] % t:
             raise ValueError(f"ActionModule expects (N*T, C, H, W) with T={t}, got {tuple(x.shape)}")
         x = x.contiguous()
-        if _kernel.usable(self, x):
-            return _kernel.action(self, x)
+        out = _kernel.action(self, x)  # the compiled kernel, where it applies
+        if out is not None:
+            return out
         k = self.shift.weight.view(self.channels, 3)
         w_me = self.me_squeeze.weight if "me" in self.paths else None
         xs, cmean, smean, squeezed = _fused.ShiftPoolSqueeze.apply(

@@ -96,23 +96,39 @@ inline float sqdev_row(const float* a, float m, int64_t n) {
 }
 #endif
 
-// One row (P values) of xs = k0 * x[t-1] + k1 * x[t] + k2 * x[t+1]; prev / next null at the ends.
-inline void shift_row(const float* prev, const float* cur, const float* next, const float* k, float* out,
-                      int64_t p) {
+// One row (P values) of xs = k0 * x[t-1] + k1 * x[t] + k2 * x[t+1] (prev / next null at the ends of
+// the clip), times (a + g[i]) (g null: times a): shift and excitation in one loop (pass F2).
+template <bool kPrev, bool kNext>
+inline void shift_scale_row(const float* prev, const float* cur, const float* next, const float* k, float a,
+                            const float* g, float* out, int64_t p) {
   const float k0 = k[0], k1 = k[1], k2 = k[2];
-  if (prev && next) {
+  auto xs = [&](int64_t i) {
+    if (kPrev && kNext) return k0 * prev[i] + k1 * cur[i] + k2 * next[i];
+    if (kPrev) return k0 * prev[i] + k1 * cur[i];
+    if (kNext) return k1 * cur[i] + k2 * next[i];
+    return k1 * cur[i];
+  };
+  if (g) {
 #pragma omp simd
-    for (int64_t i = 0; i < p; ++i) out[i] = k0 * prev[i] + k1 * cur[i] + k2 * next[i];
-  } else if (prev) {
-#pragma omp simd
-    for (int64_t i = 0; i < p; ++i) out[i] = k0 * prev[i] + k1 * cur[i];
-  } else if (next) {
-#pragma omp simd
-    for (int64_t i = 0; i < p; ++i) out[i] = k1 * cur[i] + k2 * next[i];
+    for (int64_t i = 0; i < p; ++i) out[i] = xs(i) * (a + g[i]);
   } else {
 #pragma omp simd
-    for (int64_t i = 0; i < p; ++i) out[i] = k1 * cur[i];
+    for (int64_t i = 0; i < p; ++i) out[i] = xs(i) * a;
   }
+}
+
+inline void shift_scale_row(const float* prev, const float* cur, const float* next, const float* k, float a,
+                            const float* g, float* out, int64_t p) {
+  if (prev && next) shift_scale_row<true, true>(prev, cur, next, k, a, g, out, p);
+  else if (prev) shift_scale_row<true, false>(prev, cur, next, k, a, g, out, p);
+  else if (next) shift_scale_row<false, true>(prev, cur, next, k, a, g, out, p);
+  else shift_scale_row<false, false>(prev, cur, next, k, a, g, out, p);
+}
+
+// One row of xs alone (the scaling by 1 is exact).
+inline void shift_row(const float* prev, const float* cur, const float* next, const float* k, float* out,
+                      int64_t p) {
+  shift_scale_row(prev, cur, next, k, 1.f, nullptr, out, p);
 }
 
 // Pointers to row (frame f, channel c) and its temporal neighbours inside the clip.
@@ -413,14 +429,13 @@ std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool
   at::parallel_for(0, s.nt * s.c, 64, [&](int64_t b, int64_t e) {
     for (int64_t q = b; q < e; ++q) {
       float* o = xsp + q * s.p;
+      const float a = gc[q];
+      const float* gsf = gs ? gs + (q / s.c) * s.p : nullptr;
       if (!squeeze) {  // xs was not kept: recompute the row
         const float *prev, *cur, *next;
         neighbours(xp, s, q / s.c, q % s.c, &prev, &cur, &next);
-        shift_row(prev, cur, next, kp + 3 * (q % s.c), o, s.p);
-      }
-      const float a = gc[q];
-      if (gs) {
-        const float* gsf = gs + (q / s.c) * s.p;
+        shift_scale_row(prev, cur, next, kp + 3 * (q % s.c), a, gsf, o, s.p);
+      } else if (gsf) {
 #pragma omp simd
         for (int64_t i = 0; i < s.p; ++i) o[i] *= a + gsf[i];
       } else {
