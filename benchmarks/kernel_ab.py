@@ -1,0 +1,115 @@
+"""The compiled ACTION kernel at a git revision against the working tree's, side by side in one run.
+
+Both sources are built: the revision's is read with ``git show REV:actionlib/ops/action_cpu.cpp``.
+Then the models step in turn: TSN-ResNet-50, ACTION-ResNet-50 on the revision's kernel, the same
+ACTION model on this tree's kernel, TSN again, and so on. Each step is timed in training (forward,
+cross-entropy, backward) and in inference (``eval`` + ``no_grad``). The script prints the medians
+and each ACTION/TSN ratio.
+
+This is the A/B behind kernel changes. Whole-run ratios on this 2-core VM move by ~0.03 from run
+to run, so a single ``module_speed.py`` run cannot resolve a change of a few percent. Here both
+kernels see the same machine state, and they take turns at going first within a round. Only the
+C++ may differ: the Python wrapper is this tree's. With ``--rev`` at the tree's own kernel, the
+"tree / rev" figure shows the noise left.
+
+    python benchmarks/kernel_ab.py [--rev HEAD] [--repeats 11] [--threads 2] [--modes train,infer]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import actionlib
+from actionlib import _cpp
+from actionlib.ops import _kernel
+
+SOURCE = "actionlib/ops/action_cpu.cpp"
+
+
+def kernel_at(rev: str):
+    """The kernel module built from ``SOURCE`` as committed at ``rev``."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        src = subprocess.run(["git", "show", f"{rev}:{SOURCE}"], cwd=root, capture_output=True, text=True, check=True).stdout
+    except subprocess.CalledProcessError as err:
+        sys.exit(f"kernel_ab: cannot read {SOURCE} at {rev!r}: {err.stderr.strip()}")
+    mod = _cpp.load_extension("action_module_ab", src, _kernel._FUNCTIONS)
+    if mod is None:
+        sys.exit(f"kernel_ab: the kernel at {rev} did not build (see the warning above)")
+    return mod
+
+
+def step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mode: str) -> float:
+    t0 = time.perf_counter()
+    if mode == "train":
+        model.train()
+        model.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(x), y).backward()
+    else:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rev", default="HEAD", help="git revision whose kernel is the baseline (default HEAD)")
+    p.add_argument("--repeats", type=int, default=11, help="timed rounds after 2 warm-up rounds (default 11)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--modes", default="train,infer", help="comma-separated: train, infer (default both)")
+    p.add_argument("--clips", type=int, default=2)
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--size", type=int, default=112)
+    args = p.parse_args()
+    modes = [m for m in args.modes.split(",") if m]
+    if not modes or any(m not in ("train", "infer") for m in modes):
+        p.error(f"--modes takes train and/or infer, got {args.modes!r}")
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    here = _kernel.kernels()
+    if here is None:
+        sys.exit("kernel_ab: this tree's kernel did not build (or ACTIONLIB_NO_CPP is set)")
+    kernels = {"rev": kernel_at(args.rev), "tree": here}
+    x = torch.randn(args.clips, args.frames, 3, args.size, args.size)
+    y = torch.zeros(args.clips, dtype=torch.long)
+    tsn = actionlib.build_model("tsn", "resnet50", 174, args.frames)
+    action = actionlib.build_model("action", "resnet50", 174, args.frames)
+    times: dict[tuple[str, str], list[float]] = {}
+    loader = _kernel.kernels
+    try:
+        for i in range(2 + args.repeats):
+            for mode in modes:
+                pair = [("rev", action, kernels["rev"]), ("tree", action, kernels["tree"])]
+                # the second ACTION step of a round finds the model's memory warm: swap the order
+                runs = [("tsn", tsn, None), *(pair if i % 2 else pair[::-1])]
+                for name, model, kern in runs:
+                    _kernel.kernels = (lambda k=kern: k) if kern is not None else loader
+                    elapsed = step(model, x, y, mode)
+                    if i >= 2:
+                        times.setdefault((name, mode), []).append(elapsed)
+    except TypeError as err:  # the wrapper passes this tree's arguments to the revision's kernel
+        sys.exit(f"kernel_ab: the kernel's interface differs between {args.rev} and this tree ({err})")
+    finally:
+        _kernel.kernels = loader
+
+    print(f"ResNet-50, {args.clips} clips x {args.frames} frames x {args.size}x{args.size}, "
+          f"{args.threads} threads, medians of {args.repeats} rounds")  # fmt: skip
+    for mode in modes:
+        med = {name: statistics.median(times[name, mode]) * 1e3 for name in ("tsn", "rev", "tree")}
+        print(f"{mode:<6} TSN {med['tsn']:7.1f} ms | ACTION at {args.rev}: {med['rev']:7.1f} ms "
+              f"(x{med['rev'] / med['tsn']:.3f}) | ACTION, this tree: {med['tree']:7.1f} ms "
+              f"(x{med['tree'] / med['tsn']:.3f}) | tree / rev {med['tree'] / med['rev']:.3f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
