@@ -45,23 +45,24 @@ def kernels() -> ModuleType | None:
 
 def usable(module: torch.nn.Module, x: torch.Tensor) -> bool:
     """True when ``module`` (an ActionModule) can run on ``x`` through the compiled kernel."""
-    return _usable(x, _weights(module), module)
+    return _kernels_for(x, _weights(module), module) is not None
 
 
-def _usable(x: torch.Tensor, weights: tuple[torch.Tensor, ...], module: torch.nn.Module) -> bool:
+def _kernels_for(x: torch.Tensor, weights: tuple[torch.Tensor, ...], module: torch.nn.Module) -> ModuleType | None:
+    """:func:`kernels` where the module can run on ``x`` through them, else ``None``."""
     # Called once per module and step: plain attribute checks only (module.parameters() and
     # x.device cost tens of microseconds each inside a model, where the caches are cold).
     f32 = torch.float32
     if not (x.is_cpu and x.dtype == f32) or any(not (w.is_cpu and w.dtype == f32) for w in weights):
-        return False
+        return None
     if "me" in module.paths and module.me_bn.running_mean is not None:  # the kernel updates them
         if any(not (b.is_cpu and b.dtype == f32) for b in (module.me_bn.running_mean, module.me_bn.running_var)):
-            return False
+            return None
     if _get_current_dispatch_mode() is not None or torch.is_autocast_enabled("cpu"):
-        return False
+        return None
     if torch.compiler.is_compiling():  # compile traces the PyTorch path's operators
-        return False
-    return kernels() is not None
+        return None
+    return kernels()
 
 
 def _bn_update_factor(bn: torch.nn.BatchNorm2d) -> float:
@@ -75,17 +76,28 @@ def _bn_update_factor(bn: torch.nn.BatchNorm2d) -> float:
     return float(bn.momentum)
 
 
+# The kernel's parameters of each path as (submodule, parameter) names, in the kernel's order.
+_PARAMS = {
+    "ste": (("ste_conv", "weight"),),
+    "ce": (("ce_squeeze", "weight"), ("ce_temporal", "weight"), ("ce_expand", "weight")),
+    "me": (("me_squeeze", "weight"), ("me_bn", "weight"), ("me_bn", "bias"), ("me_conv", "weight"), ("me_expand", "weight")),
+}
+
+
 def _weights(module) -> tuple[torch.Tensor, ...]:
-    """The module's parameters in the kernel's order; an absent path gives empty tensors."""
-    empty = module.shift.weight.new_empty(0)
-    ste = (module.ste_conv.weight,) if "ste" in module.paths else (empty,)
-    ce = (module.ce_squeeze.weight, module.ce_temporal.weight, module.ce_expand.weight) if "ce" in module.paths else (empty,) * 3
-    me = (
-        (module.me_squeeze.weight, module.me_bn.weight, module.me_bn.bias, module.me_conv.weight, module.me_expand.weight)
-        if "me" in module.paths
-        else (empty,) * 5
-    )
-    return (module.shift.weight, *ste, *ce, *me)
+    """The module's parameters in the kernel's order; an absent path gives empty tensors. Read
+    from the modules' own dictionaries: ``module.ce_squeeze.weight`` goes through
+    ``nn.Module.__getattr__`` twice, which inside a model costs microseconds a time."""
+    subs = module._modules
+    shift = subs["shift"]._parameters["weight"]
+    weights, empty = [shift], None
+    for path, params in _PARAMS.items():
+        if path in module.paths:
+            weights.extend(subs[m]._parameters[n] for m, n in params)
+        else:
+            empty = shift.new_empty(0) if empty is None else empty
+            weights.extend([empty] * len(params))
+    return tuple(weights)
 
 
 def _forward(x, weights, cfg) -> list[torch.Tensor]:
@@ -126,7 +138,8 @@ def action(module, x: torch.Tensor) -> torch.Tensor | None:
     """``module(x)`` through the compiled kernel, or ``None`` where it does not apply
     (:func:`usable`); ``x`` is ``(N*T, C, H, W)``, contiguous."""
     weights = _weights(module)
-    if not _usable(x, weights, module):
+    mod = _kernels_for(x, weights, module)
+    if mod is None:
         return None
     flags = tuple(p in module.paths for p in ("ste", "ce", "me"))
     rm = rv = None
@@ -140,7 +153,7 @@ def action(module, x: torch.Tensor) -> torch.Tensor | None:
             rm, rv = bn.running_mean, bn.running_var
     if rm is None:
         rm = rv = x.new_empty(0)
-    cfg = (kernels(), module.num_segments, flags, rm, rv, batch_stats, factor, eps)
+    cfg = (mod, module.num_segments, flags, rm, rv, batch_stats, factor, eps)
     if torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights)):
         return _ActionFunction.apply(x, *weights, cfg)
     with torch.no_grad():  # inference: nothing saved
