@@ -429,19 +429,14 @@ std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool
   at::parallel_for(0, s.nt * s.c, 64, [&](int64_t b, int64_t e) {
     for (int64_t q = b; q < e; ++q) {
       float* o = xsp + q * s.p;
-      const float a = gc[q];
       const float* gsf = gs ? gs + (q / s.c) * s.p : nullptr;
-      if (!squeeze) {  // xs was not kept: recompute the row
-        const float *prev, *cur, *next;
+      static constexpr float kKept[3] = {0.f, 1.f, 0.f};  // xs kept in o: its row times 1, exact
+      const float *prev = nullptr, *cur = o, *next = nullptr, *kq = kKept;
+      if (!squeeze) {  // xs was not kept: recompute the row from x
         neighbours(xp, s, q / s.c, q % s.c, &prev, &cur, &next);
-        shift_scale_row(prev, cur, next, kp + 3 * (q % s.c), a, gsf, o, s.p);
-      } else if (gsf) {
-#pragma omp simd
-        for (int64_t i = 0; i < s.p; ++i) o[i] *= a + gsf[i];
-      } else {
-#pragma omp simd
-        for (int64_t i = 0; i < s.p; ++i) o[i] *= a;
+        kq = kp + 3 * (q % s.c);
       }
+      shift_scale_row(prev, cur, next, kq, gc[q], gsf, o, s.p);
     }
   });
   return {xs, cm, g1, sm, z1, z2, g2, sq, mu, invstd, vsq, d, g3};
