@@ -15,9 +15,17 @@ from actionlib.ops import PATHS, ActionModule, _kernel
 from reference_action import params_of, reference_action
 
 ALL_SUBSETS = [c for k in (1, 2, 3) for c in itertools.combinations(PATHS, k)]
-# (N, T, C, H, W): oneDNN squeeze (P < 100), batched input gradient (100 <= P < 400), all
-# batched (P >= 400), a single row, one frame per clip
-SHAPES = [(2, 4, 32, 5, 7), (1, 3, 48, 10, 12), (1, 2, 32, 20, 21), (2, 3, 16, 1, 6), (3, 1, 32, 3, 3)]
+# (N, T, C, H, W): maps smaller and larger than the row length (64) where the input gradient's
+# product turns around, a single row, one frame per clip, and C = 200 (r = 12): row blocks and
+# 48-column strips of the matrix products with remainders, rows of 143 floats (8 full vectors + 15)
+SHAPES = [
+    (2, 4, 32, 5, 7),
+    (1, 3, 48, 10, 12),
+    (1, 2, 32, 20, 21),
+    (2, 3, 16, 1, 6),
+    (3, 1, 32, 3, 3),
+    (1, 3, 200, 13, 11),
+]
 
 
 @pytest.fixture
@@ -172,3 +180,22 @@ def test_model_training_step_same_on_both_paths(kernel, monkeypatch):
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
     for (name, a), b in zip(model.named_parameters(), twin.parameters()):
         assert rel_err(a.grad, b.grad) < 1e-3, name
+
+
+def test_outputs_reuse_freed_blocks(kernel):
+    """The kernel's outputs come from its block cache: a freed output's block serves the next call
+    of that size, a live one is never handed out again, and clear_buffer_cache() empties it."""
+    torch.manual_seed(0)
+    module = randomised(32, 4, PATHS).eval()
+    x = torch.randn(8, 32, 6, 6)
+    with torch.no_grad():
+        first = module(x)
+        expected, ptr = first.clone(), first.data_ptr()
+        del first
+        again = module(x)
+        assert again.data_ptr() == ptr  # the freed block, reused
+        other = module(x)  # `again` is alive: a different block
+        assert other.data_ptr() != again.data_ptr()
+        assert torch.equal(again, expected) and torch.equal(other, expected)
+    del again, other
+    _kernel.clear_buffer_cache()

@@ -30,7 +30,7 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from .. import _cpp
 
-_FUNCTIONS = ("action_forward", "action_backward")
+_FUNCTIONS = ("action_forward", "action_backward", "clear_buffer_cache")
 
 
 @functools.cache
@@ -41,6 +41,17 @@ def _source() -> str:
 def kernels() -> ModuleType | None:
     """The compiled module kernels, or ``None`` (no compiler here, or ``ACTIONLIB_NO_CPP=1``)."""
     return _cpp.load_extension("action_module", _source(), _FUNCTIONS)
+
+
+def clear_buffer_cache() -> None:
+    """Free the kernel's cached output blocks that no tensor uses.
+
+    The module's outputs and input gradients are allocated from a cache kept by the kernel
+    (``ACTIONLIB_BUFFER_CACHE_MB``, default 2048, ``0`` to turn it off): blocks of a size freed
+    by one step are reused by the next instead of being faulted in again page by page."""
+    mod = kernels()
+    if mod is not None:
+        mod.clear_buffer_cache()
 
 
 def usable(module: torch.nn.Module, x: torch.Tensor) -> bool:

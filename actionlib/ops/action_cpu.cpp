@@ -2,21 +2,23 @@
 //
 // Shapes: x (NT, C, H, W) contiguous, N clips of T frames, P = H*W, r = C/16.
 // The full-size tensors are touched in a few fused passes; everything else is small:
-//   forward   F1  x -> xs (in the output's buffer), channel mean cm (NT, P), spatial mean sm (NT, C)
-//             ME squeeze sq = W xs (per-frame matrix products, or oneDNN on small maps)
+//   forward   F1  x -> xs (in the output's buffer), channel mean cm (NT, P), spatial mean sm
+//                 [and ME's squeeze sq[f] = W xs[f], formed as soon as frame f of xs is written]
 //             gates from cm, sm, sq (small loops and matrix products, no autograd nodes)
 //             F2  out = xs * (gate_c[nt, c] + gate_s[nt, p])          (in place)
 //   backward  B1  g, x -> d gate_c (NT, C), d gate_s (NT, P) [and xs for ME's weight gradient]
-//             gate backward (small); ME: dW = dsq xs^T, E = W^T dsq    (as the squeeze)
-//             B23 G = E + g * (gate_c + gate_s) + d cm / C + d sm / P, and in the same pass
-//                 dx = shift^T(G) (written over E or into a fresh buffer) and dk
+//             gate backward (small); ME: dW = sum_f dsq[f] xs[f]^T
+//             B23 G = g * (gate_c + gate_s) + d cm / C + d sm / P [+ E = W^T dsq, formed block
+//                 by block], and in the same pass dx = shift^T(G) and dk
 // Only x is kept for the backward pass (xs is recomputed), plus the small gate tensors.
+// All matrix products, the squeeze's and the gate networks', run in gemm() below (register-tiled
+// AVX-512); the output and dx come from a cache of blocks (BufferCache).
 // ME only ever uses spatial means of its maps, so its BatchNorm and depthwise 3x3 conv act on
 // the nine "region sums" of the squeezed map (tap (a, b) of a zero-padded 3x3 conv reads all
 // rows but the last / all / all but the first, likewise for columns).
 // With BatchNorm on running statistics (evaluation) the region sums of the squeezed map are W
 // times the region sums of xs (the squeeze is linear), so the full-size squeeze is skipped: F1
-// takes the nine sums of every map of xs, one (NT*9, C) @ (C, r) product maps them through W,
+// takes the nine sums of every map of xs, one (r, C) @ (C, NT*9) product maps them through W,
 // and F1 does not store xs at all (F2 recomputes it from x while writing the output).
 // Every reduction of the loops here runs in a fixed order on one thread (deterministic).
 #include <torch/extension.h>
@@ -25,6 +27,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <mutex>
+#include <new>
+#include <unordered_map>
 #include <vector>
 
 #if defined(__AVX512F__)
@@ -221,10 +227,11 @@ void conv333_backward(const float* in, const float* wt, const float* dout, float
   });
 }
 
-// CE's temporal conv as one matrix product: windows (NT, r*3), [f, i*3 + j] = z[f + j - 1, i].
-Tensor windows(const Tensor& z, const Shape& s) {
+// CE's temporal conv as one matrix product, its windows transposed: (r*3, NT),
+// [i*3 + j, f] = z[f + j - 1, i] (zero outside the clip).
+Tensor windows_t(const Tensor& z, const Shape& s) {
   const int64_t r = z.size(1);
-  Tensor out = at::zeros({s.nt, r * 3}, z.options());
+  Tensor out = at::zeros({r * 3, s.nt}, z.options());
   const float* zp = z.data_ptr<float>();
   float* o = out.data_ptr<float>();
   for (int64_t f = 0; f < s.nt; ++f)
@@ -232,12 +239,12 @@ Tensor windows(const Tensor& z, const Shape& s) {
       const int64_t ts = f % s.t + j - 1;
       if (ts < 0 || ts >= s.t) continue;
       const float* src = zp + (f + j - 1) * r;
-      for (int64_t i = 0; i < r; ++i) o[f * r * 3 + i * 3 + j] = src[i];
+      for (int64_t i = 0; i < r; ++i) o[(i * 3 + j) * s.nt + f] = src[i];
     }
   return out;
 }
 
-// Adjoint of windows(): dz[f + j - 1, i] += dwin[f, i*3 + j].
+// Adjoint of the windows: dz[f + j - 1, i] += dwin[f, i*3 + j].
 Tensor fold_windows(const Tensor& dwin, const Shape& s, int64_t r) {
   Tensor out = at::zeros({s.nt, r}, dwin.options());
   const float* d = dwin.data_ptr<float>();
@@ -280,18 +287,204 @@ inline void region_sums(const float* m, const Shape& s, double* v) {
   region_sums_from(m, s, sum_row(m, s.p), v);
 }
 
-Tensor mat(const Tensor& w, int64_t rows) { return w.reshape({rows, -1}); }
 
+// Matrix products for ME's 1x1 squeeze (C -> r channels) and its gradients. On this class of
+// CPU MKL runs these skinny shapes at its AVX2 rate (~90 GMAC/s on two cores), and oneDNN
+// reorders large NCHW maps and is slow for the data gradient with few output channels; the
+// register-tiled AVX-512 loops below run them at 150-220 GMAC/s. Operands are strided views,
+// A(f, m, k) = a[f*fs + m*rs + k*cs] and B(f, k, n) = b[f*fs + k*rs + n] (rows contiguous), and
+// rows m0..m1 of C(m, n) = sum over f < nf, k < K of A(f, m, k) B(f, k, n) are written to
+// c[m*ldc + n], or with ldc < 0 (C column-major) to c[n*(-ldc) + m]. Each element is summed in the order (f, k) by one accumulator: deterministic,
+// whatever the split of the rows over threads.
+struct View {
+  const float* p;
+  int64_t fs, rs, cs;
+  View at(int64_t row, int64_t col) const { return {p + row * rs + col * cs, fs, rs, cs}; }
+};
 
-// How ME's 1x1 squeeze (C -> r channels) and its gradients are computed, by map size P: oneDNN
-// is the fastest for small maps, but reorders a large NCHW input into a fresh buffer (page
-// faults) and its data gradient is slow for few output channels on large maps; batched matrix
-// products (one per frame) have neither problem.
-inline bool batched_forward(const Shape& s) { return s.p >= 400; }      // else oneDNN conv
-inline bool batched_weight_grad(const Shape& s) { return s.p >= 400; }  // else oneDNN
-inline bool batched_input_grad(const Shape& s) { return s.p >= 100; }   // else oneDNN
+#if defined(__AVX512F__)
+// One MR x (16*NV) tile of C in registers; the last vector of each row is masked by `last`.
+template <int MR, int NV>
+inline void gemm_tile(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, __mmask16 last) {
+  __m512 acc[MR][NV];
+#pragma GCC unroll 32
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+  for (int64_t f = 0; f < nf; ++f) {
+    const float* af = a.p + f * a.fs;
+    const float* bf = b.p + f * b.fs;
+    for (int64_t k = 0; k < k_len; ++k) {
+      __m512 bv[NV];
+      const float* brow = bf + k * b.rs;
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v)
+        bv[v] = v + 1 < NV ? _mm512_loadu_ps(brow + 16 * v) : _mm512_maskz_loadu_ps(last, brow + 16 * v);
+      const float* ak = af + k * a.cs;
+#pragma GCC unroll 32
+      for (int i = 0; i < MR; ++i) {
+        const __m512 ai = _mm512_set1_ps(ak[i * a.rs]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+      }
+    }
+  }
+  if (ldc > 0) {  // C row-major
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v)
+        _mm512_mask_storeu_ps(c + i * ldc + 16 * v, v + 1 < NV ? __mmask16(0xFFFF) : last, acc[i][v]);
+  } else {  // C column-major: element (m, n) at c[n * -ldc + m]
+    alignas(64) float tile[MR][16 * NV];
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) _mm512_store_ps(&tile[i][16 * v], acc[i][v]);
+    const int cols = 16 * (NV - 1) + _mm_popcnt_u32(last);
+    for (int j = 0; j < cols; ++j)
+      for (int i = 0; i < MR; ++i) c[j * -ldc + i] = tile[i][j];
+  }
+}
+
+// Rows m0..m1 of one column strip (16*NV columns), MR rows at a time.
+template <int MR, int NV>
+void gemm_strip(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, int64_t m0, int64_t m1,
+                __mmask16 last) {
+  const int64_t step = ldc > 0 ? ldc : 1;  // from row m to row m + 1 of C
+  int64_t m = m0;
+  for (; m + MR <= m1; m += MR) gemm_tile<MR, NV>(a.at(m, 0), b, c + m * step, ldc, nf, k_len, last);
+  for (; m < m1; ++m) gemm_tile<1, NV>(a.at(m, 0), b, c + m * step, ldc, nf, k_len, last);
+}
+
+void gemm(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, int64_t n, int64_t m0, int64_t m1) {
+  const int64_t col = ldc > 0 ? 1 : -ldc;  // from column j to column j + 1 of C
+  int64_t j = 0;
+  for (; j + 48 <= n; j += 48) gemm_strip<8, 3>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, 0xFFFF);
+  const int64_t rest = n - j;  // 0..47 columns left: one strip of 1-3 vectors
+  const __mmask16 last = rest % 16 ? __mmask16((1u << (rest % 16)) - 1u) : __mmask16(0xFFFF);
+  if (rest > 32) gemm_strip<8, 3>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last);
+  else if (rest > 16) gemm_strip<12, 2>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last);
+  else if (rest > 0) gemm_strip<8, 1>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last);
+}
+#else
+void gemm(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, int64_t n, int64_t m0, int64_t m1) {
+  std::vector<float> row(n);
+  for (int64_t m = m0; m < m1; ++m) {
+    std::fill(row.begin(), row.end(), 0.f);
+    for (int64_t f = 0; f < nf; ++f)
+      for (int64_t k = 0; k < k_len; ++k) {
+        const float av = a.p[f * a.fs + m * a.rs + k * a.cs];
+        const float* brow = b.p + f * b.fs + k * b.rs;
+#pragma omp simd
+        for (int64_t j = 0; j < n; ++j) row[j] += av * brow[j];
+      }
+    for (int64_t j = 0; j < n; ++j) c[ldc > 0 ? m * ldc + j : j * -ldc + m] = row[j];
+  }
+}
+#endif
+
+// C = A B, one (M x K) by (K x N) product with gemm() (nf = 1), on both threads: by blocks of
+// rows where there are many, else by strips of columns; small products on the calling thread.
+void matmul(View a, View b, float* c, int64_t ldc, int64_t m, int64_t k, int64_t n) {
+  if (m * n * k < (1 << 16)) return gemm(a, b, c, ldc, 1, k, n, 0, m);
+  if (m >= 64) {
+    constexpr int64_t kRows = 32;
+    at::parallel_for(0, (m + kRows - 1) / kRows, 1, [&](int64_t b0, int64_t b1) {
+      gemm(a, b, c, ldc, 1, k, n, b0 * kRows, std::min(m, b1 * kRows));
+    });
+  } else {
+    constexpr int64_t kCols = 48;
+    const int64_t col = ldc > 0 ? 1 : -ldc;
+    at::parallel_for(0, (n + kCols - 1) / kCols, 1, [&](int64_t b0, int64_t b1) {
+      const int64_t j0 = b0 * kCols, j1 = std::min(n, b1 * kCols);
+      gemm(a, b.at(0, j0), c + j0 * col, ldc, 1, k, j1 - j0, 0, m);
+    });
+  }
+}
+
+inline float* fp(const Tensor& t) { return t.data_ptr<float>(); }
+
+// d (pre-activation) of y = sigmoid(pre), from d y: dy * y * (1 - y)
+Tensor sigmoid_grad(const Tensor& dy, const Tensor& y) {
+  Tensor out = at::empty_like(y);
+  const float *dp = fp(dy), *yp = fp(y);
+  float* o = fp(out);
+  const int64_t n = y.numel();
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) o[i] = dp[i] * yp[i] * (1.f - yp[i]);
+  return out;
+}
+
+// The full-size tensors this kernel returns (the module's output, its input gradient) come from
+// a cache of blocks kept by size, not from the system allocator. Blocks of megabytes are mapped
+// fresh by glibc, and given back to the system when freed at the top of its heap; every step then
+// faulted them in again, page by page and zeroed (tens of thousands of faults per training step of
+// ACTION-ResNet-50, ~20 ms). A freed block goes back to the cache, up to `limit` bytes in all
+// (ACTIONLIB_BUFFER_CACHE_MB, default 2048; 0 turns the cache off); clear_buffer_cache() frees
+// the blocks not in use.
+class BufferCache {
+ public:
+  static BufferCache& get() {
+    static BufferCache* cache = new BufferCache;  // never destroyed: tensors may outlive exit
+    return *cache;
+  }
+
+  Tensor empty(at::IntArrayRef sizes, const at::TensorOptions& opt) {
+    int64_t numel = 1;
+    for (const int64_t n : sizes) numel *= n;
+    const size_t bytes = (size_t(numel) * sizeof(float) + 63) / 64 * 64;
+    if (limit_ == 0 || bytes == 0) return at::empty(sizes, opt);
+    void* p = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = free_.find(bytes);
+      if (it != free_.end() && !it->second.empty()) {
+        p = it->second.back();
+        it->second.pop_back();
+        cached_ -= bytes;
+      }
+    }
+    if (!p) p = std::aligned_alloc(64, bytes);
+    if (!p) throw std::bad_alloc();
+    return at::from_blob(p, sizes, [this, bytes](void* q) { release(q, bytes); }, opt);
+  }
+
+  void clear() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& kv : free_)
+      for (void* p : kv.second) std::free(p);
+    free_.clear();
+    cached_ = 0;
+  }
+
+ private:
+  BufferCache() {
+    const char* env = std::getenv("ACTIONLIB_BUFFER_CACHE_MB");
+    limit_ = size_t(env ? std::max(0L, std::atol(env)) : 2048L) << 20;
+  }
+
+  void release(void* p, size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (cached_ + bytes <= limit_) {
+        free_[bytes].push_back(p);
+        cached_ += bytes;
+        return;
+      }
+    }
+    std::free(p);
+  }
+
+  std::mutex mutex_;
+  std::unordered_map<size_t, std::vector<void*>> free_;
+  size_t cached_ = 0, limit_ = 0;
+};
 
 }  // namespace
+
+// Frees the cached blocks of the kernel's outputs that no tensor uses (see BufferCache).
+void clear_buffer_cache() { BufferCache::get().clear(); }
 
 // Returns {out, saved...}; see action_backward for the saved list.
 std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool ce, bool me, Tensor ste_w,
@@ -307,25 +500,32 @@ std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool
   // full-size squeeze is skipped. xs is then kept only when the squeeze reads it: otherwise F1
   // just reduces it row by row and F2 recomputes it from x while writing the output.
   const bool squeeze = me && batch_stats;
-  Tensor xs = at::empty_like(x);  // the output; holds xs between F1 and F2 when `squeeze`
+  Tensor xs = BufferCache::get().empty(x.sizes(), opt);  // the output; holds xs between F1 and F2 when `squeeze`
   Tensor cm = ste ? at::zeros({s.nt, s.p}, opt) : at::empty({0}, opt);
-  Tensor sm = ce ? at::empty({s.nt, s.c}, opt) : at::empty({0}, opt);
-  Tensor rsx = me && !squeeze ? at::empty({s.nt, 9, s.c}, opt) : at::empty({0}, opt);  // region sums of xs
+  Tensor sm = ce ? at::empty({s.c, s.nt}, opt) : at::empty({0}, opt);  // transposed: (C, NT)
+  // region sums of xs, (C, NT*9): [c, f*9 + ab]
+  Tensor rsx = me && !squeeze ? at::empty({s.c, s.nt * 9}, opt) : at::empty({0}, opt);
   float* xsp = xs.data_ptr<float>();
   float* cmp = ste ? cm.data_ptr<float>() : nullptr;
   float* smp = ce ? sm.data_ptr<float>() : nullptr;
   float* rsxp = me && !squeeze ? rsx.data_ptr<float>() : nullptr;
-  // F1: shift, channel mean, spatial mean [and region sums], frame by frame
+  // ME's squeeze sq[f] = W (r, C) @ xs[f] (C, P), formed as soon as F1 has written xs[f] (then
+  // still in this core's cache)
+  const int64_t r_me = me ? me_sq.size(0) : 0;
+  Tensor sq = squeeze ? at::empty({s.nt, r_me, s.h, s.w}, opt) : at::empty({0}, opt);
+  float* sqw = squeeze ? sq.data_ptr<float>() : nullptr;
+  const View w_me{me ? me_sq.data_ptr<float>() : nullptr, 0, s.c, 1};
+  // F1: shift, channel mean, spatial mean [and region sums] [and the squeeze], frame by frame
   for_each_xs_row(
       xp, kp, s, squeeze ? xsp : nullptr,
       [&](int64_t f, int64_t c, const float* o) {
         if (smp || rsxp) {
           const float acc = sum_row(o, s.p);
-          if (smp) smp[f * s.c + c] = acc / s.p;
+          if (smp) smp[c * s.nt + f] = acc / s.p;
           if (rsxp) {
             double v[9];
             region_sums_from(o, s, acc, v);
-            for (int ab = 0; ab < 9; ++ab) rsxp[(f * 9 + ab) * s.c + c] = float(v[ab]);
+            for (int ab = 0; ab < 9; ++ab) rsxp[c * s.nt * 9 + f * 9 + ab] = float(v[ab]);
           }
         }
         if (cmp) {
@@ -337,11 +537,12 @@ std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool
       [&](int64_t f) {
         if (cmp)
           for (int64_t i = 0; i < s.p; ++i) cmp[f * s.p + i] /= s.c;
+        if (sqw) gemm(w_me, {xsp + f * s.c * s.p, 0, s.p, 1}, sqw + f * r_me * s.p, s.p, 1, s.c, s.p, 0, r_me);
       });
   const double npaths = double(ste) + double(ce) + double(me);
   Tensor gate_c = at::full({s.nt, s.c}, npaths, opt);
   Tensor empty = at::empty({0}, opt);
-  Tensor g1 = empty, z1 = empty, z2 = empty, g2 = empty, sq = empty, mu = empty, invstd = empty, vsq = empty,
+  Tensor g1 = empty, z1 = empty, z2 = empty, g2 = empty, mu = empty, invstd = empty, vsq = empty,
          d = empty, g3 = empty;
   if (ste) {
     g1 = at::empty({s.nt, s.p}, opt);
@@ -350,9 +551,16 @@ std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool
   }
   if (ce) {
     const int64_t r = ce_sq.size(0);
-    z1 = at::mm(sm, mat(ce_sq, r).t());                            // (NT, r)
-    z2 = at::mm(windows(z1, s), mat(ce_t, r).t());                 // (NT, r)
-    g2 = at::mm(at::relu(z2), mat(ce_ex, s.c).t()).sigmoid_();      // (NT, C)
+    // each product formed transposed, A^T B^T, and stored column-major: (NT, ...) row-major
+    z1 = at::empty({s.nt, r}, opt);  // W_sq (r, C) @ sm^T (C, NT)
+    matmul({fp(ce_sq), 0, s.c, 1}, {smp, 0, s.nt, 1}, fp(z1), -r, r, s.c, s.nt);
+    Tensor win_t = windows_t(z1, s);
+    z2 = at::empty({s.nt, r}, opt);  // W_t (r, 3r) @ windows^T (3r, NT)
+    matmul({fp(ce_t), 0, 3 * r, 1}, {fp(win_t), 0, s.nt, 1}, fp(z2), -r, r, 3 * r, s.nt);
+    Tensor a_t = at::relu(z2).t().contiguous();  // (r, NT)
+    g2 = at::empty({s.nt, s.c}, opt);  // W_ex (C, r) @ relu(z2)^T (r, NT)
+    matmul({fp(ce_ex), 0, r, 1}, {fp(a_t), 0, s.nt, 1}, fp(g2), -s.c, s.c, r, s.nt);
+    g2.sigmoid_();
     gate_c.add_(g2);
   }
   if (me) {
@@ -362,11 +570,7 @@ std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool
     float* mup = mu.data_ptr<float>();
     float* isp = invstd.data_ptr<float>();
     if (squeeze) {
-      if (batched_forward(s))  // (r, C) @ (NT, C, P), frame by frame
-        sq = at::bmm(mat(me_sq, r).expand({s.nt, r, s.c}), xs.view({s.nt, s.c, s.p})).view({s.nt, r, s.h, s.w});
-      else
-        sq = at::conv2d(xs, me_sq).contiguous();  // (NT, r, H, W)
-      const float* sqp = sq.data_ptr<float>();
+      const float* sqp = sqw;
       const int64_t m = s.nt * s.p;
       float* rm = bn_rm.numel() ? bn_rm.data_ptr<float>() : nullptr;
       float* rv = bn_rv.numel() ? bn_rv.data_ptr<float>() : nullptr;
@@ -399,8 +603,13 @@ std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool
         mup[i] = bn_rm.data_ptr<float>()[i];
         isp[i] = float(1.0 / std::sqrt(double(bn_rv.data_ptr<float>()[i]) + eps));
       }
-      vsq = at::mm(rsx.view({s.nt * 9, s.c}), mat(me_sq, r).t())  // one product: (NT*9, C) @ (C, r)
-                .view({s.nt, 9, r}).transpose(1, 2).to(at::kDouble).contiguous();  // (NT, r, 9)
+      Tensor prod = at::empty({r, s.nt * 9}, opt);  // one product: W (r, C) @ rsx (C, NT*9)
+      matmul({fp(me_sq), 0, s.c, 1}, {rsxp, 0, s.nt * 9, 1}, fp(prod), s.nt * 9, r, s.c, s.nt * 9);
+      vsq = at::empty({s.nt, r, 9}, opt.dtype(at::kDouble));
+      const float* pp = fp(prod);
+      double* vq = vsq.data_ptr<double>();
+      for (int64_t i = 0; i < r; ++i)
+        for (int64_t q = 0; q < s.nt * 9; ++q) vq[((q / 9) * r + i) * 9 + q % 9] = pp[i * s.nt * 9 + q];
     }
     d = at::zeros({s.nt, r}, opt);
     double area[9];
@@ -420,7 +629,10 @@ std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool
         dp[f * r + i] = float((g_mean - f_mean) / s.p);
       }
     }
-    g3 = at::mm(d, mat(me_ex, s.c).t()).sigmoid_();  // (NT, C)
+    g3 = at::empty({s.nt, s.c}, opt);  // W_ex (C, r) @ d^T (r, NT), stored column-major
+    Tensor d_t = d.t().contiguous();
+    matmul({fp(me_ex), 0, r, 1}, {fp(d_t), 0, s.nt, 1}, fp(g3), -s.c, s.c, r, s.nt);
+    g3.sigmoid_();
     gate_c.add_(g3);
   }
   // F2: out = xs * (gate_c + gate_s), in place [xs recomputed from x]
@@ -460,10 +672,9 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
   if (ce) gate_c.add_(g2);
   if (me) gate_c.add_(g3);
   Tensor empty = at::empty({0}, opt);
-  // xs for ME's weight gradient; with batched products it is written into the buffer that later
-  // holds G and then dx (one full-size allocation less), with oneDNN into a scratch tensor
-  Tensor big = me && batched_input_grad(s) ? at::empty_like(x) : Tensor();
-  Tensor xs = me ? (big.defined() ? big : at::empty_like(x)) : empty;
+  // dx is written into `big`, which first holds xs for ME's weight gradient
+  Tensor big = BufferCache::get().empty(x.sizes(), opt);
+  Tensor xs = me ? big : empty;
   Tensor d_gc = (ce || me) ? at::empty({s.nt, s.c}, opt) : empty;
   Tensor d_gs = ste ? at::zeros({s.nt, s.p}, opt) : empty;
   float* xsp = me ? xs.data_ptr<float>() : nullptr;
@@ -484,8 +695,7 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
       [](int64_t) {});
   Tensor gw_ste = empty, gw_cs = empty, gw_ct = empty, gw_ce = empty, gw_ms = empty, g_bnw = empty, g_bnb = empty,
          gw_dw = empty, gw_me = empty;
-  Tensor d_cm = empty, d_sm = empty, dsq_kept;  // big: (xs, then) G, then dx
-  bool input_grad_later = false, accumulate = false;
+  Tensor d_cm = empty, d_sm = empty, dsq_kept, dsqt_kept;
   if (ste) {
     Tensor ds = d_gs * g1 * (1 - g1);
     d_cm = at::empty({s.nt, s.p}, opt);
@@ -495,20 +705,31 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
   }
   if (ce) {
     const int64_t r = ce_sq.size(0);
-    Tensor dpre = d_gc * g2 * (1 - g2);                        // (NT, C)
+    Tensor dpre = sigmoid_grad(d_gc, g2);                       // (NT, C)
     Tensor a = at::relu(z2);
-    gw_ce = at::mm(dpre.t(), a);                                // (C, r)
-    Tensor dz2 = at::mm(dpre, mat(ce_ex, s.c)) * (z2 > 0);      // (NT, r)
-    gw_ct = at::mm(dz2.t(), windows(z1, s));                    // (r, 3r)
-    Tensor dz1 = fold_windows(at::mm(dz2, mat(ce_t, r)), s, r);  // (NT, r)
-    gw_cs = at::mm(dz1.t(), sm);                                // (r, C)
-    d_sm = at::mm(dz1, mat(ce_sq, r));                          // (NT, C)
+    gw_ce = at::empty({s.c, r}, opt);  // dpre^T (C, NT) @ a (NT, r)
+    matmul({fp(dpre), 0, 1, s.c}, {fp(a), 0, r, 1}, fp(gw_ce), r, s.c, s.nt, r);
+    Tensor dz2 = at::empty({s.nt, r}, opt);  // dpre (NT, C) @ W_ex (C, r), then relu's gradient
+    matmul({fp(dpre), 0, s.c, 1}, {fp(ce_ex), 0, r, 1}, fp(dz2), r, s.nt, s.c, r);
+    dz2.mul_(z2 > 0);
+    Tensor win_t = windows_t(z1, s);
+    gw_ct = at::empty({r, 3 * r}, opt);  // windows^T (3r, NT) @ dz2 (NT, r), stored column-major
+    matmul({fp(win_t), 0, s.nt, 1}, {fp(dz2), 0, r, 1}, fp(gw_ct), -3 * r, 3 * r, s.nt, r);
+    Tensor dwin = at::empty({s.nt, 3 * r}, opt);  // dz2 (NT, r) @ W_t (r, 3r)
+    matmul({fp(dz2), 0, r, 1}, {fp(ce_t), 0, 3 * r, 1}, fp(dwin), 3 * r, s.nt, r, 3 * r);
+    Tensor dz1 = fold_windows(dwin, s, r);  // (NT, r)
+    gw_cs = at::empty({r, s.c}, opt);  // sm^T (C, NT) @ dz1 (NT, r), stored column-major
+    matmul({fp(sm), 0, s.nt, 1}, {fp(dz1), 0, r, 1}, fp(gw_cs), -s.c, s.c, s.nt, r);
+    d_sm = at::empty({s.nt, s.c}, opt);  // dz1 (NT, r) @ W_sq (r, C)
+    matmul({fp(dz1), 0, r, 1}, {fp(ce_sq), 0, s.c, 1}, fp(d_sm), s.c, s.nt, r, s.c);
   }
   if (me) {
     const int64_t r = me_sq.size(0);
-    Tensor dpre = d_gc * g3 * (1 - g3);
-    gw_me = at::mm(dpre.t(), d);                                // (C, r)
-    Tensor dd = at::mm(dpre, mat(me_ex, s.c)).contiguous();     // (NT, r)
+    Tensor dpre = sigmoid_grad(d_gc, g3);
+    gw_me = at::empty({s.c, r}, opt);  // dpre^T (C, NT) @ d (NT, r)
+    matmul({fp(dpre), 0, 1, s.c}, {fp(d), 0, r, 1}, fp(gw_me), r, s.c, s.nt, r);
+    Tensor dd = at::empty({s.nt, r}, opt);  // dpre (NT, C) @ W_ex (C, r)
+    matmul({fp(dpre), 0, s.c, 1}, {fp(me_ex), 0, r, 1}, fp(dd), r, s.nt, s.c, r);
     const float* ddp = dd.data_ptr<float>();
     const double* vp = vsq.data_ptr<double>();
     const float *gm = bn_w.data_ptr<float>(), *bt = bn_b.data_ptr<float>(), *dw = me_dw.data_ptr<float>();
@@ -558,6 +779,8 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
     Tensor dsq = at::empty({s.nt, r, s.h, s.w}, opt);  // (sq itself is not kept in evaluation)
     const float* sqp = batch_stats ? sq.data_ptr<float>() : nullptr;
     float* dsqp = dsq.data_ptr<float>();
+    Tensor dsqt = at::empty({s.nt, s.p, r}, opt);  // the same, each frame transposed (P, r)
+    float* dsqtp = dsqt.data_ptr<float>();
     const double m = double(s.nt * s.p);
     at::parallel_for(0, s.nt * r, 16, [&](int64_t b, int64_t e) {
       for (int64_t q = b; q < e; ++q) {
@@ -597,36 +820,33 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
             for (int64_t xx = 1; xx < s.w - 1; ++xx) dst[xx] = coef * d_inner;
             if (s.w > 1) dst[s.w - 1] = coef * d_last;
           }
+          float* dt = dsqtp + ((q / r) * s.p + y * s.w) * r + i;
+          for (int64_t xx = 0; xx < s.w; ++xx) dt[xx * r] = dst[xx];
         }
       }
     });
-    input_grad_later = batched_input_grad(s);  // then G += W^T dsq after B2
-    if (batched_weight_grad(s)) {
-      gw_ms = at::bmm(dsq.view({s.nt, r, s.p}), xs.view({s.nt, s.c, s.p}).transpose(1, 2)).sum(0);
-    } else {
-      auto grads = at::convolution_backward(dsq, xs, me_sq, c10::nullopt, {1, 1}, {0, 0}, {1, 1}, false, {0, 0}, 1,
-                                            {!input_grad_later, true, false});
-      if (!input_grad_later) {
-        big = std::get<0>(grads).contiguous();  // W^T dsq; G is added to it
-        accumulate = true;
-      }
-      gw_ms = std::get<1>(grads);
+    // d W^T (C, r) = sum_f xs[f] (C, P) @ dsq[f]^T (P, r): rows of C in parallel, frames summed
+    // inside each tile
+    gw_ms = at::empty({r, s.c}, opt);  // written as the column-major (C, r) product
+    {
+      const View xv{xsp, s.c * s.p, s.p, 1}, dv{dsqt.data_ptr<float>(), s.p * r, r, 1};
+      float* gwp = gw_ms.data_ptr<float>();
+      constexpr int64_t kRows = 32;
+      at::parallel_for(0, (s.c + kRows - 1) / kRows, 1, [&](int64_t b, int64_t e) {
+        gemm(xv, dv, gwp, -s.c, s.nt, s.p, r, b * kRows, std::min(s.c, e * kRows));
+      });
     }
     dsq_kept = dsq;
+    dsqt_kept = dsqt;
     for (int64_t i = 0; i < r; ++i)
       for (int ab = 0; ab < 9; ++ab) gw_dw.data_ptr<float>()[i * 9 + ab] = float(ddw[i * 9 + ab]);
   }
-  if (input_grad_later) {  // E = W^T dsq, frame by frame: (NT, C, P) = (C, r) @ (NT, r, P)
-    const int64_t r = me_sq.size(0);
-    Tensor e = big.view({s.nt, s.c, s.p});
-    at::bmm_out(e, mat(me_sq, r).t().expand({s.nt, s.c, r}), dsq_kept.view({s.nt, r, s.p}));
-    accumulate = true;
-  }
-  if (!big.defined()) big = at::empty_like(x);
-  // B2+B3 in one pass: G = [E +] g * (gate_c + gate_s) + d cm / C + d sm / P, then
-  // dx[t] = k0 G[t+1] + k1 G[t] + k2 G[t-1] written over E[t], dk[j] = sum G[t] * x[t + j - 1].
-  // Blocks of channels in parallel; inside a block the frames of a clip in order, with G of
-  // frames t-1, t, t+1 of the block in three small buffers.
+  // B2+B3 in one pass: G = g * (gate_c + gate_s) + d cm / C + d sm / P [+ E], then
+  // dx[t] = k0 G[t+1] + k1 G[t] + k2 G[t-1] written into `big`, dk[j] = sum G[t] * x[t + j - 1].
+  // E = W^T dsq, ME's data gradient, is read from `big` (oneDNN's) or, where this kernel forms
+  // it, computed block by block here, into a small buffer. Blocks of channels in parallel;
+  // inside a block the frames of a clip in order, with G of frames t-1, t, t+1 of the block in
+  // three small buffers.
   Tensor dk = at::empty({s.c, 3}, opt);
   {
     float* bp = big.data_ptr<float>();
@@ -637,10 +857,21 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
     const float* dsm = ce ? d_sm.data_ptr<float>() : nullptr;
     const float inv_c = 1.f / s.c, inv_p = 1.f / s.p;
     const int64_t frame = s.c * s.p;
-    const int64_t block = std::max<int64_t>(1, std::min<int64_t>(s.c, 8192 / s.p));
-    const int64_t nblocks = (s.c + block - 1) / block;
+    // Channels per block: G's three rows (~8k floats each) stay in L1 / L2. A multiple of 8
+    // (the product's row tile) where that fits, and as many blocks as threads or a multiple.
+    const int64_t threads = at::get_num_threads();
+    const int64_t fit = std::max<int64_t>(1, std::min<int64_t>(s.c, 8192 / s.p));
+    int64_t nblocks = (s.c + fit - 1) / fit;
+    nblocks = (nblocks + threads - 1) / threads * threads;
+    int64_t block = (s.c + nblocks - 1) / nblocks;
+    if (block >= 8) block = block / 8 * 8;
+    nblocks = (s.c + block - 1) / block;
+    const int64_t r_me = me ? me_sq.size(0) : 0;
+    const View wt{me ? me_sq.data_ptr<float>() : nullptr, 0, 1, s.c};  // W^T (C, r)
+    const float* dsqp = me ? dsq_kept.data_ptr<float>() : nullptr;
+    const float* dsqtp = me ? dsqt_kept.data_ptr<float>() : nullptr;
     at::parallel_for(0, nblocks, 1, [&](int64_t bb, int64_t be) {
-      std::vector<float> bufs(3 * block * s.p);
+      std::vector<float> bufs(3 * block * s.p), ebuf(dsqp ? block * s.p : 0);
       std::vector<double> acc(3 * block);
       for (int64_t blk = bb; blk < be; ++blk) {
         const int64_t c0 = blk * block, c1 = std::min(s.c, c0 + block), nc = c1 - c0;
@@ -649,10 +880,17 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
         auto make_g = [&](int64_t f, float* out) {
           const float* gsf = gs ? gs + f * s.p : nullptr;
           const float* dcmf = dcm ? dcm + f * s.p : nullptr;
+          // E rows c0..c1 of frame f: (nc, r) @ dsq[f] (r, P); on small maps (short rows, a
+          // poor fit for 16-float vectors) as E^T (P, nc) = dsq[f]^T (P, r) @ W[:, c0..c1], stored
+          // column-major. Same sums in the same order either way.
+          if (dsqp && s.p >= 64)
+            gemm(wt.at(c0, 0), {dsqp + f * r_me * s.p, 0, s.p, 1}, ebuf.data(), s.p, 1, r_me, s.p, 0, c1 - c0);
+          else if (dsqp)
+            gemm({dsqtp + f * s.p * r_me, 0, r_me, 1}, {wt.p + c0, 0, s.c, 1}, ebuf.data(), -s.p, 1, r_me, c1 - c0, 0,
+                 s.p);
           for (int64_t c = c0; c < c1; ++c) {
             const int64_t q = f * s.c + c;
             const float* gr = gp + q * s.p;
-            const float* er = bp + q * s.p;
             float* o = out + (c - c0) * s.p;
             const float a = gc[q];
             const float add = dsm ? dsm[q] * inv_p : 0.f;
@@ -663,7 +901,8 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
 #pragma omp simd
               for (int64_t i = 0; i < s.p; ++i) o[i] = gr[i] * a + add;
             }
-            if (accumulate) {
+            if (dsqp) {
+              const float* er = ebuf.data() + (c - c0) * s.p;
 #pragma omp simd
               for (int64_t i = 0; i < s.p; ++i) o[i] += er[i];
             }
