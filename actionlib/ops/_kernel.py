@@ -2,14 +2,15 @@
 
 ``action_cpu.cpp`` computes what :class:`~actionlib.ops.action.ActionModule` computes with
 PyTorch ops, in a few fused passes over the full-size tensors: one pass for the shift and the
-two means, one for the excitation (in place), and in the backward pass one for the gate
-gradients and one that forms the input gradient of the shifted map and applies the shift's
-transpose (in place) while summing the shift weights' gradient. The gate networks (STE's 3x3x3
-conv, CE's MLP, ME's BatchNorm and depthwise conv) run inside the kernel on small tensors,
-without per-op autograd nodes. The 1x1 ME squeeze and its gradients are matrix products, one per
-frame on large maps and oneDNN convolutions on small ones. In evaluation (BatchNorm on running
-statistics) ME needs only nine region sums of the squeezed map, which are the squeeze of the
-region sums of the shifted map: the full-size squeeze is skipped. Same numbers as the PyTorch
+two means (and ME's 1x1 squeeze, frame by frame), one for the excitation (in place), and in the
+backward pass one for the gate gradients and one that forms the input gradient of the shifted
+map (ME's data gradient included, block by block) and applies the shift's transpose while summing
+the shift weights' gradient. The gate networks (STE's 3x3x3 conv, CE's MLP, ME's BatchNorm and
+depthwise conv) run inside the kernel on small tensors, without per-op autograd nodes. Every
+matrix product runs in the kernel's own register-tiled AVX-512 loops. In evaluation (BatchNorm
+on running statistics) ME needs only nine region sums of the squeezed map, which are the squeeze
+of the region sums of the shifted map: the full-size squeeze is skipped. The output and the input
+gradient come from a cache of blocks (:func:`clear_buffer_cache`). Same numbers as the PyTorch
 path up to float rounding (tests compare outputs, every gradient and the BatchNorm running
 statistics, in training and evaluation).
 
