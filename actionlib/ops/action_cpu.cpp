@@ -697,7 +697,7 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
          gw_dw = empty, gw_me = empty;
   Tensor d_cm = empty, d_sm = empty, dsq_kept, dsqt_kept;
   if (ste) {
-    Tensor ds = d_gs * g1 * (1 - g1);
+    Tensor ds = sigmoid_grad(d_gs, g1);
     d_cm = at::empty({s.nt, s.p}, opt);
     gw_ste = at::empty({27}, opt);
     conv333_backward(cm.data_ptr<float>(), ste_w.data_ptr<float>(), ds.data_ptr<float>(), d_cm.data_ptr<float>(),
