@@ -46,16 +46,20 @@ def load_extension(
     source: str,
     functions: Sequence[str],
     *,
+    extra_cflags: Sequence[str] = (),
     extra_ldflags: Sequence[str] = (),
 ) -> ModuleType | None:
     """Compile (or load from the cache) the C++ ``source`` exposing ``functions``; ``None`` if it
-    cannot be built here or ``ACTIONLIB_NO_CPP`` is set."""
+    cannot be built here or ``ACTIONLIB_NO_CPP`` is set. ``extra_cflags`` come after the defaults
+    (``-O3 -march=native -fopenmp``), so they can take features away (the tests build the kernels
+    with ``-mno-avx512f`` to run their portable loops)."""
     if not enabled():
         return None
-    memo = (name, source, tuple(extra_ldflags))  # str hashes are cached: a cheap lookup per call
+    memo = (name, source, tuple(extra_cflags), tuple(extra_ldflags))  # str hashes are cached: a cheap lookup per call
     if memo in _CACHE:
         return _CACHE[memo]
-    key = hashlib.sha1((source + _cpu_tag() + " ".join(extra_ldflags)).encode()).hexdigest()[:12]
+    flags = " ".join((*extra_cflags, "|", *extra_ldflags))
+    key = hashlib.sha1((source + _cpu_tag() + flags).encode()).hexdigest()[:12]
     full = f"actionlib_{name}_{key}"
     module = None
     quiet = logging.getLogger("torch.utils.cpp_extension")  # "No CUDA runtime is found" on CPU
@@ -68,7 +72,7 @@ def load_extension(
             name=full,
             cpp_sources=[source],
             functions=list(functions),
-            extra_cflags=["-O3", "-march=native", "-fopenmp"],
+            extra_cflags=["-O3", "-march=native", "-fopenmp", *extra_cflags],
             extra_ldflags=["-fopenmp", *extra_ldflags],
             verbose=False,
         )

@@ -8,6 +8,7 @@ resident memory above the process right after start-up (VmHWM, reset through
 bytes of the distinct storages autograd keeps for the backward pass of one step.
 
     python benchmarks/module_speed.py [--clips 2 --frames 8 --size 112 --repeats 7 --threads 2]
+                                      [--channels-last]
 
 Targets (issue 2): train-step ratio ACTION/TSN <= 1.15, inference <= 1.10, memory <= 1.3.
 """
@@ -29,19 +30,23 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import actionlib  # noqa: E402
+from actionlib.models import to_channels_last  # noqa: E402
 from actionlib.models.backbones import insert_temporal, insertion_points  # noqa: E402
 
 MODELS = ("tsn", "action", "release")
 
 
-def build(kind: str, frames: int) -> nn.Module:
+def build(kind: str, frames: int, channels_last: bool = False) -> nn.Module:
     if kind != "release":
-        return actionlib.build_model(kind, "resnet50", 174, frames)
-    from release_style import ReleaseStyleAction
+        model = actionlib.build_model(kind, "resnet50", 174, frames)
+    else:
+        from release_style import ReleaseStyleAction
 
-    model = actionlib.build_model("tsn", "resnet50", 174, frames)
-    points = insertion_points("resnet50", model.backbone)
-    insert_temporal(model.backbone, lambda c: ReleaseStyleAction(c, frames), points)
+        model = actionlib.build_model("tsn", "resnet50", 174, frames)
+        points = insertion_points("resnet50", model.backbone)
+        insert_temporal(model.backbone, lambda c: ReleaseStyleAction(c, frames), points)
+    if channels_last:  # 2-D conv weights NHWC: the convolutions then run on (and return) NHWC
+        to_channels_last(model)
     return model
 
 
@@ -63,7 +68,7 @@ def memory_child(kind: str, args: argparse.Namespace, queue) -> None:
     before = status_mb("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset VmHWM to the current resident size
-    model = build(kind, args.frames)
+    model = build(kind, args.frames, args.channels_last)
     x = torch.randn(args.clips, args.frames, 3, args.size, args.size)
     y = torch.zeros(args.clips, dtype=torch.long)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -101,6 +106,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--channels-last", action="store_true",
+                   help="all models in channels_last memory format (NHWC activations); the ACTION "
+                        "kernel works on NCHW, so its modules convert")  # fmt: skip
     p.add_argument("--json", help="write the results to this file")
     args = p.parse_args()
 
@@ -108,7 +116,7 @@ def main() -> None:
     torch.manual_seed(0)
     x = torch.randn(args.clips, args.frames, 3, args.size, args.size)
     y = torch.zeros(args.clips, dtype=torch.long)
-    models = {k: build(k, args.frames) for k in MODELS}
+    models = {k: build(k, args.frames, args.channels_last) for k in MODELS}
     opts = {k: torch.optim.SGD(m.parameters(), lr=0.01) for k, m in models.items()}
     times = {(k, mode): [] for k in MODELS for mode in ("train", "infer")}
     for i in range(args.warmup + args.repeats):
@@ -130,7 +138,8 @@ def main() -> None:
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
         "torch": torch.__version__,
-        "input": f"{args.clips} clips x {args.frames} frames x {args.size}x{args.size}",
+        "input": f"{args.clips} clips x {args.frames} frames x {args.size}x{args.size}"
+        + (", channels_last" if args.channels_last else ""),
         "median_ms": {f"{k}/{mode}": round(v, 1) for (k, mode), v in med.items()},
         "memory_mb": {k: {n: round(v, 1) for n, v in d.items()} for k, d in mem.items()},
     }

@@ -5,7 +5,7 @@ import torch
 import torchvision
 
 import actionlib
-from actionlib.models import BNInception, insertion_points
+from actionlib.models import BNInception, insertion_points, to_channels_last
 from actionlib.ops import ActionModule, TemporalShift
 from actionlib.profiling import count_macs, count_params
 
@@ -118,6 +118,27 @@ def test_output_shape(arch):
     m = actionlib.build_model(arch, "resnet18", 7, 4)
     assert m(torch.randn(3, 4, 3, 32, 32)).shape == (3, 7)
     assert m(torch.randn(12, 3, 32, 32)).shape == (3, 7)  # (N*T, 3, H, W) accepted too
+
+
+def test_channels_last_conversion_keeps_outputs():
+    """``to_channels_last`` converts the 2-D convolutions' weights (``Module.to(memory_format=...)``
+    fails on ACTION's 5-D STE weight) and the models compute the same logits from NHWC input."""
+    x = torch.randn(2, 4, 3, 32, 32)
+    for arch in ("tsn", "tsm", "action"):
+        torch.manual_seed(0)
+        m = actionlib.build_model(arch, "resnet18", 7, 4).eval()
+        with torch.no_grad():
+            ref = m(x)
+            assert to_channels_last(m) is m
+            convs = [c for c in m.modules() if isinstance(c, torch.nn.Conv2d)]
+            assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+            if arch == "action":
+                ste = next(c for c in m.modules() if isinstance(c, torch.nn.Conv3d))
+                assert ste.weight.dim() == 5 and ste.weight.is_contiguous()
+                with pytest.raises(RuntimeError, match="rank 4"):  # what the plain call does
+                    m.to(memory_format=torch.channels_last)
+            frames = x.flatten(0, 1).contiguous(memory_format=torch.channels_last)
+            assert torch.allclose(m(frames), ref, rtol=1e-4, atol=1e-5), arch
 
 
 def test_head_init():

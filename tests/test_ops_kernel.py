@@ -5,12 +5,17 @@ kernel's matrix-product routes; and the conditions under which the PyTorch path 
 
 import copy
 import itertools
+import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import actionlib
+from actionlib import _cpp
 from actionlib.ops import PATHS, ActionModule, _kernel
 from reference_action import params_of, reference_action
 
@@ -34,6 +39,19 @@ def kernel(monkeypatch):
     if _kernel.kernels() is None:
         pytest.skip("the ACTION kernel cannot be built here (no C++ compiler)")
     return _kernel
+
+
+@pytest.fixture(scope="module")
+def portable_build():
+    """The kernel built without AVX-512 (``-mno-avx512f``): its plain loops, which a CPU without
+    AVX-512 runs, are otherwise never executed on this project's machines."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ACTIONLIB_NO_CPP", "0")
+        mod = _cpp.load_extension("action_module_portable", _kernel._source(), _kernel._FUNCTIONS,
+                                  extra_cflags=["-mno-avx512f"])  # fmt: skip
+    if mod is None:
+        pytest.skip("the ACTION kernel cannot be built here (no C++ compiler)")
+    return mod
 
 
 def rel_err(a, b):
@@ -85,6 +103,19 @@ def assert_paths_agree(module, ref_module, x, g, monkeypatch):
 def test_kernel_equals_pytorch_path(kernel, monkeypatch, paths, shape, training):
     n, t, c, h, w = shape
     ref_module = randomised(c, t, paths).train(training)
+    module = copy.deepcopy(ref_module)
+    x, g = torch.randn(n * t, c, h, w), torch.randn(n * t, c, h, w)
+    assert_paths_agree(module, ref_module, x, g, monkeypatch)
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("shape", [SHAPES[0], SHAPES[2], SHAPES[5]], ids=lambda s: "x".join(map(str, s)))
+def test_portable_kernel_equals_pytorch_path(kernel, portable_build, monkeypatch, shape, training):
+    """The same agreement for the build without AVX-512 (row reductions and matrix products in
+    plain loops), all three paths on the shapes with remainders in every tiling."""
+    monkeypatch.setattr(_kernel, "kernels", lambda: portable_build if _cpp.enabled() else None)
+    n, t, c, h, w = shape
+    ref_module = randomised(c, t, PATHS).train(training)
     module = copy.deepcopy(ref_module)
     x, g = torch.randn(n * t, c, h, w), torch.randn(n * t, c, h, w)
     assert_paths_agree(module, ref_module, x, g, monkeypatch)
@@ -199,3 +230,36 @@ def test_outputs_reuse_freed_blocks(kernel):
         assert torch.equal(again, expected) and torch.equal(other, expected)
     del again, other
     _kernel.clear_buffer_cache()
+
+
+def test_buffer_cache_off_gives_the_same_numbers(kernel, tmp_path):
+    """``ACTIONLIB_BUFFER_CACHE_MB=0`` (read once per process, hence a subprocess) allocates the
+    outputs from the system instead of the block cache: same outputs and gradients, bitwise."""
+    script = textwrap.dedent(
+        """
+        import sys, torch
+        from actionlib.ops import PATHS, ActionModule, _kernel
+        torch.manual_seed(0)
+        m = ActionModule(32, 4, paths=PATHS)
+        x = torch.randn(8, 32, 6, 6, requires_grad=True)
+        assert _kernel.usable(m, x)
+        results = []
+        for _ in range(2):  # the second call would reuse freed blocks if the cache were on
+            x.grad = None
+            out = m(x)
+            out.backward(torch.ones_like(out))
+            results += [out.detach(), x.grad.clone()]
+        torch.save(results, sys.argv[1])
+        """
+    )
+    outputs = {}
+    for limit in ("0", "64"):
+        path = tmp_path / f"cache{limit}.pt"
+        env = {**os.environ, "ACTIONLIB_BUFFER_CACHE_MB": limit, "ACTIONLIB_NO_CPP": "0"}
+        proc = subprocess.run([sys.executable, "-c", script, str(path)], env=env, capture_output=True, text=True,
+                              timeout=300)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outputs[limit] = torch.load(path)
+    for off, on in zip(outputs["0"], outputs["64"]):
+        assert torch.equal(off, on)
+    assert torch.equal(outputs["0"][0], outputs["0"][2])  # and the repeated call agrees with itself

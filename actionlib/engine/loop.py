@@ -376,7 +376,9 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo, resume, train
     normalize = ClipNormalize(cfg.backbone)  # for uint8 batches (see build_datasets(uint8=True))
     model.to(device)
     if channels_last:
-        model.to(memory_format=torch.channels_last)
+        from ..models import to_channels_last
+
+        to_channels_last(model)  # not model.to(memory_format=...): ACTION's STE weight is 5-D
     net = model
     if info.enabled:
         net = nn.parallel.DistributedDataParallel(

@@ -2,7 +2,7 @@
 
 from .backbones import BACKBONES, InsertionPoint, insertion_points
 from .bninception import BNInception
-from .video import ARCHS, VideoNet, build_model, load_model_state
+from .video import ARCHS, VideoNet, build_model, load_model_state, to_channels_last
 
 __all__ = [
     "ARCHS",
@@ -13,4 +13,5 @@ __all__ = [
     "build_model",
     "insertion_points",
     "load_model_state",
+    "to_channels_last",
 ]

@@ -177,6 +177,21 @@ def build_model(
     return model
 
 
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """``model`` with its 4-D parameters and buffers (the 2-D convolutions' weights) in
+    ``torch.channels_last`` memory format, in place; returns ``model``.
+
+    What ``model.to(memory_format=torch.channels_last)`` does for TSN and TSM. That call fails on
+    ACTION models ("required rank 4 tensor to use channels_last format"): it also converts 5-D
+    tensors, and STE's ``Conv3d`` weight is one. Here tensors of other ranks are left as they are.
+    """
+
+    def convert(t: torch.Tensor) -> torch.Tensor:
+        return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
+
+    return model._apply(convert)
+
+
 def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Load a whole-model state dict; a mismatch names the keys and shapes that differ."""
     own = model.state_dict()
