@@ -97,15 +97,29 @@ def assert_paths_agree(module, ref_module, x, g, monkeypatch):
         assert torch.allclose(got[3][name].double(), ref[3][name].double(), rtol=1e-5, atol=1e-6), name
 
 
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("paths", ALL_SUBSETS, ids=lambda p: "+".join(p))
-def test_kernel_equals_pytorch_path(kernel, monkeypatch, paths, shape, training):
+def test_kernel_equals_pytorch_path(kernel, monkeypatch, paths, shape, training, layout):
+    """NCHW input, and channels_last input (the kernel's NHWC forward; the PyTorch path converts)."""
     n, t, c, h, w = shape
     ref_module = randomised(c, t, paths).train(training)
     module = copy.deepcopy(ref_module)
     x, g = torch.randn(n * t, c, h, w), torch.randn(n * t, c, h, w)
+    if layout == "nhwc":
+        x = x.contiguous(memory_format=torch.channels_last)
     assert_paths_agree(module, ref_module, x, g, monkeypatch)
+
+
+def test_channels_last_in_channels_last_out(kernel):
+    """The NHWC forward returns NHWC, and its input gradient comes back NHWC as well."""
+    module = randomised(32, 4, PATHS)
+    x = torch.randn(8, 32, 5, 7).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    out = module(x)
+    assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+    out.sum().backward()
+    assert x.grad.is_contiguous(memory_format=torch.channels_last)
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])

@@ -31,7 +31,7 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from .. import _cpp
 
-_FUNCTIONS = ("action_forward", "action_backward", "clear_buffer_cache")
+_FUNCTIONS = ("action_forward", "action_forward_nhwc", "action_backward", "clear_buffer_cache")
 
 
 @functools.cache
@@ -112,11 +112,18 @@ def _weights(module) -> tuple[torch.Tensor, ...]:
     return tuple(weights)
 
 
+def _channels_last(x: torch.Tensor) -> bool:
+    """True for an NHWC ``x`` the kernel reads as such (``ActionModule.forward`` passes NCHW-
+    contiguous or channels_last tensors; one that is both is read as NCHW)."""
+    return not x.is_contiguous()
+
+
 def _forward(x, weights, cfg) -> list[torch.Tensor]:
-    """The kernel's forward: ``[out, saved tensors...]``."""
+    """The kernel's forward: ``[out, saved tensors...]``; ``out`` has ``x``'s memory format."""
     mod, t, flags, rm, rv, batch_stats, factor, eps = cfg
     k, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, me_dw, me_ex = weights
-    return mod.action_forward(
+    forward = mod.action_forward_nhwc if _channels_last(x) else mod.action_forward
+    return forward(
         x, k, t, *flags, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, rm, rv, batch_stats, factor, eps, me_dw, me_ex
     )
 
@@ -136,9 +143,13 @@ class _ActionFunction(torch.autograd.Function):
     def backward(ctx, g):
         mod, t, flags, batch_stats = ctx.cfg
         x, k, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, me_dw, me_ex, *saved = ctx.saved_tensors
+        nhwc = _channels_last(x)  # the backward pass is NCHW: x and g converted, dx converted back
         grads = mod.action_backward(
-            g, x, k, t, *flags, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, batch_stats, me_dw, me_ex, *saved
-        )
+            g.contiguous(), x.contiguous(), k, t, *flags, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, batch_stats,
+            me_dw, me_ex, *saved,
+        )  # fmt: skip
+        if nhwc and ctx.needs_input_grad[0]:
+            grads[0] = grads[0].contiguous(memory_format=torch.channels_last)
         params = (k, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, me_dw, me_ex)
         out = [grads[0] if ctx.needs_input_grad[0] else None]
         for i, (grad, p) in enumerate(zip(grads[1:], params), start=1):
@@ -148,7 +159,8 @@ class _ActionFunction(torch.autograd.Function):
 
 def action(module, x: torch.Tensor) -> torch.Tensor | None:
     """``module(x)`` through the compiled kernel, or ``None`` where it does not apply
-    (:func:`usable`); ``x`` is ``(N*T, C, H, W)``, contiguous."""
+    (:func:`usable`); ``x`` is ``(N*T, C, H, W)``, contiguous or channels_last (then so is the
+    output, and the backward pass converts)."""
     weights = _weights(module)
     mod = _kernels_for(x, weights, module)
     if mod is None:

@@ -169,10 +169,12 @@ class ActionModule(nn.Module):
         t = self.num_segments
         if x.dim() != 4 or x.shape[0] % t:
             raise ValueError(f"ActionModule expects (N*T, C, H, W) with T={t}, got {tuple(x.shape)}")
-        x = x.contiguous()
-        out = _kernel.action(self, x)  # the compiled kernel, where it applies
+        if not x.is_contiguous(memory_format=torch.channels_last):
+            x = x.contiguous()
+        out = _kernel.action(self, x)  # the compiled kernel, where it applies (NCHW or NHWC)
         if out is not None:
             return out
+        x = x.contiguous()  # the PyTorch path works on NCHW
         k = self.shift.weight.view(self.channels, 3)
         w_me = self.me_squeeze.weight if "me" in self.paths else None
         xs, cmean, smean, squeezed = _fused.ShiftPoolSqueeze.apply(

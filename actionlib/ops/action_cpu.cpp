@@ -20,6 +20,8 @@
 // times the region sums of xs (the squeeze is linear), so the full-size squeeze is skipped: F1
 // takes the nine sums of every map of xs, one (r, C) @ (C, NT*9) product maps them through W,
 // and F1 does not store xs at all (F2 recomputes it from x while writing the output).
+// Channels_last input (memory (NT, H, W, C)) has its own forward passes, action_forward_nhwc: F1 and
+// F2 walk pixels, rows of C channels, and produce the same statistics, gates and saved tensors.
 // Every reduction of the loops here runs in a fixed order on one thread (deterministic).
 #include <torch/extension.h>
 
@@ -430,11 +432,13 @@ class BufferCache {
     return *cache;
   }
 
-  Tensor empty(at::IntArrayRef sizes, const at::TensorOptions& opt) {
+  // A float tensor of `sizes` (4-D with `channels_last`: NHWC strides).
+  Tensor empty(at::IntArrayRef sizes, const at::TensorOptions& opt, bool channels_last = false) {
     int64_t numel = 1;
     for (const int64_t n : sizes) numel *= n;
     const size_t bytes = (size_t(numel) * sizeof(float) + 63) / 64 * 64;
-    if (limit_ == 0 || bytes == 0) return at::empty(sizes, opt);
+    const auto format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+    if (limit_ == 0 || bytes == 0) return at::empty(sizes, opt.memory_format(format));
     void* p = nullptr;
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -447,7 +451,10 @@ class BufferCache {
     }
     if (!p) p = std::aligned_alloc(64, bytes);
     if (!p) throw std::bad_alloc();
-    return at::from_blob(p, sizes, [this, bytes](void* q) { release(q, bytes); }, opt);
+    auto deleter = [this, bytes](void* q) { release(q, bytes); };
+    if (channels_last)
+      return at::from_blob(p, sizes, {sizes[1] * sizes[2] * sizes[3], 1, sizes[3] * sizes[1], sizes[1]}, deleter, opt);
+    return at::from_blob(p, sizes, deleter, opt);
   }
 
   void clear() {
@@ -486,59 +493,45 @@ class BufferCache {
 // Frees the cached blocks of the kernel's outputs that no tensor uses (see BufferCache).
 void clear_buffer_cache() { BufferCache::get().clear(); }
 
-// Returns {out, saved...}; see action_backward for the saved list.
-std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool ce, bool me, Tensor ste_w,
-                                   Tensor ce_sq, Tensor ce_t, Tensor ce_ex, Tensor me_sq, Tensor bn_w,
-                                   Tensor bn_b, Tensor bn_rm, Tensor bn_rv, bool batch_stats, double factor,
-                                   double eps, Tensor me_dw, Tensor me_ex) {
-  const Shape s = shape_of(x, t);
+// What F1 produces for the gates, in both memory layouts: the output buffer (it holds xs between F1
+// and F2 when `squeeze`), the channel mean cm (NT, P), the spatial mean sm (C, NT), ME's region
+// sums of xs rsx (C, NT*9) on running statistics, and ME's squeeze sq (NT, r, H, W) on batch
+// statistics.
+struct Stats {
+  Tensor out, cm, sm, rsx, sq;
+  bool squeeze;
+};
+
+Stats stats_buffers(const Tensor& x, const Shape& s, bool ste, bool ce, bool me, bool batch_stats,
+                    const Tensor& me_sq, bool channels_last) {
   const auto opt = x.options();
-  const float* xp = x.data_ptr<float>();
-  const float* kp = k.data_ptr<float>();
-  // With BatchNorm on running statistics (evaluation), ME needs only the nine region sums of its
-  // squeezed map; the squeeze is linear, so they are W times the region sums of xs and the
-  // full-size squeeze is skipped. xs is then kept only when the squeeze reads it: otherwise F1
-  // just reduces it row by row and F2 recomputes it from x while writing the output.
   const bool squeeze = me && batch_stats;
-  Tensor xs = BufferCache::get().empty(x.sizes(), opt);  // the output; holds xs between F1 and F2 when `squeeze`
-  Tensor cm = ste ? at::zeros({s.nt, s.p}, opt) : at::empty({0}, opt);
-  Tensor sm = ce ? at::empty({s.c, s.nt}, opt) : at::empty({0}, opt);  // transposed: (C, NT)
-  // region sums of xs, (C, NT*9): [c, f*9 + ab]
-  Tensor rsx = me && !squeeze ? at::empty({s.c, s.nt * 9}, opt) : at::empty({0}, opt);
-  float* xsp = xs.data_ptr<float>();
-  float* cmp = ste ? cm.data_ptr<float>() : nullptr;
-  float* smp = ce ? sm.data_ptr<float>() : nullptr;
-  float* rsxp = me && !squeeze ? rsx.data_ptr<float>() : nullptr;
-  // ME's squeeze sq[f] = W (r, C) @ xs[f] (C, P), formed as soon as F1 has written xs[f] (then
-  // still in this core's cache)
-  const int64_t r_me = me ? me_sq.size(0) : 0;
-  Tensor sq = squeeze ? at::empty({s.nt, r_me, s.h, s.w}, opt) : at::empty({0}, opt);
-  float* sqw = squeeze ? sq.data_ptr<float>() : nullptr;
-  const View w_me{me ? me_sq.data_ptr<float>() : nullptr, 0, s.c, 1};
-  // F1: shift, channel mean, spatial mean [and region sums] [and the squeeze], frame by frame
-  for_each_xs_row(
-      xp, kp, s, squeeze ? xsp : nullptr,
-      [&](int64_t f, int64_t c, const float* o) {
-        if (smp || rsxp) {
-          const float acc = sum_row(o, s.p);
-          if (smp) smp[c * s.nt + f] = acc / s.p;
-          if (rsxp) {
-            double v[9];
-            region_sums_from(o, s, acc, v);
-            for (int ab = 0; ab < 9; ++ab) rsxp[c * s.nt * 9 + f * 9 + ab] = float(v[ab]);
-          }
-        }
-        if (cmp) {
-          float* cmf = cmp + f * s.p;
-#pragma omp simd
-          for (int64_t i = 0; i < s.p; ++i) cmf[i] += o[i];
-        }
-      },
-      [&](int64_t f) {
-        if (cmp)
-          for (int64_t i = 0; i < s.p; ++i) cmp[f * s.p + i] /= s.c;
-        if (sqw) gemm(w_me, {xsp + f * s.c * s.p, 0, s.p, 1}, sqw + f * r_me * s.p, s.p, 1, s.c, s.p, 0, r_me);
-      });
+  return {BufferCache::get().empty(x.sizes(), opt, channels_last),
+          ste ? at::zeros({s.nt, s.p}, opt) : at::empty({0}, opt),
+          ce ? at::empty({s.c, s.nt}, opt) : at::empty({0}, opt),  // transposed: (C, NT)
+          me && !squeeze ? at::empty({s.c, s.nt * 9}, opt) : at::empty({0}, opt),  // [c, f*9 + ab]
+          squeeze ? at::empty({s.nt, me_sq.size(0), s.h, s.w}, opt) : at::empty({0}, opt),
+          squeeze};
+}
+
+inline float* ptr_or_null(const Tensor& t) { return t.numel() ? t.data_ptr<float>() : nullptr; }
+
+// The gates and what the backward pass keeps of them.
+struct Gates {
+  Tensor gate_c, g1, z1, z2, g2, mu, invstd, vsq, d, g3;
+};
+
+// The gate networks on F1's statistics (both layouts): gate_c (NT, C) = the number of paths + CE's
+// and ME's sigmoid gates, g1 (NT, P) STE's sigmoid gate.
+Gates forward_gates(const Shape& s, const Stats& st, bool ste, bool ce, bool me, Tensor ste_w, Tensor ce_sq,
+                    Tensor ce_t, Tensor ce_ex, Tensor me_sq, Tensor bn_w, Tensor bn_b, Tensor bn_rm, Tensor bn_rv,
+                    double factor, double eps, Tensor me_dw, Tensor me_ex) {
+  const auto opt = st.cm.options();
+  const bool squeeze = st.squeeze;
+  const float* cmp = ptr_or_null(st.cm);
+  const float* smp = ptr_or_null(st.sm);
+  const float* rsxp = ptr_or_null(st.rsx);
+  const float* sqw = ptr_or_null(st.sq);
   const double npaths = double(ste) + double(ce) + double(me);
   Tensor gate_c = at::full({s.nt, s.c}, npaths, opt);
   Tensor empty = at::empty({0}, opt);
@@ -635,9 +628,65 @@ std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool
     g3.sigmoid_();
     gate_c.add_(g3);
   }
+  return {gate_c, g1, z1, z2, g2, mu, invstd, vsq, d, g3};
+}
+
+// The forward's return value {out, saved...}; see action_backward for the saved list.
+std::vector<Tensor> saved_list(const Stats& st, const Gates& g) {
+  return {st.out, st.cm, g.g1, st.sm, g.z1, g.z2, g.g2, st.sq, g.mu, g.invstd, g.vsq, g.d, g.g3};
+}
+
+// Returns {out, saved...}; see action_backward for the saved list.
+std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool ce, bool me, Tensor ste_w,
+                                   Tensor ce_sq, Tensor ce_t, Tensor ce_ex, Tensor me_sq, Tensor bn_w,
+                                   Tensor bn_b, Tensor bn_rm, Tensor bn_rv, bool batch_stats, double factor,
+                                   double eps, Tensor me_dw, Tensor me_ex) {
+  const Shape s = shape_of(x, t);
+  const float* xp = x.data_ptr<float>();
+  const float* kp = k.data_ptr<float>();
+  // With BatchNorm on running statistics (evaluation), ME needs only the nine region sums of its
+  // squeezed map; the squeeze is linear, so they are W times the region sums of xs and the
+  // full-size squeeze is skipped. xs is then kept only when the squeeze reads it: otherwise F1
+  // just reduces it row by row and F2 recomputes it from x while writing the output.
+  const Stats st = stats_buffers(x, s, ste, ce, me, batch_stats, me_sq, false);
+  const bool squeeze = st.squeeze;
+  float* xsp = fp(st.out);  // the output; holds xs between F1 and F2 when `squeeze`
+  float* cmp = ptr_or_null(st.cm);
+  float* smp = ptr_or_null(st.sm);
+  float* rsxp = ptr_or_null(st.rsx);
+  float* sqw = ptr_or_null(st.sq);
+  // ME's squeeze sq[f] = W (r, C) @ xs[f] (C, P), formed as soon as F1 has written xs[f] (then
+  // still in this core's cache)
+  const int64_t r_me = me ? me_sq.size(0) : 0;
+  const View w_me{me ? me_sq.data_ptr<float>() : nullptr, 0, s.c, 1};
+  // F1: shift, channel mean, spatial mean [and region sums] [and the squeeze], frame by frame
+  for_each_xs_row(
+      xp, kp, s, squeeze ? xsp : nullptr,
+      [&](int64_t f, int64_t c, const float* o) {
+        if (smp || rsxp) {
+          const float acc = sum_row(o, s.p);
+          if (smp) smp[c * s.nt + f] = acc / s.p;
+          if (rsxp) {
+            double v[9];
+            region_sums_from(o, s, acc, v);
+            for (int ab = 0; ab < 9; ++ab) rsxp[c * s.nt * 9 + f * 9 + ab] = float(v[ab]);
+          }
+        }
+        if (cmp) {
+          float* cmf = cmp + f * s.p;
+#pragma omp simd
+          for (int64_t i = 0; i < s.p; ++i) cmf[i] += o[i];
+        }
+      },
+      [&](int64_t f) {
+        if (cmp)
+          for (int64_t i = 0; i < s.p; ++i) cmp[f * s.p + i] /= s.c;
+        if (sqw) gemm(w_me, {xsp + f * s.c * s.p, 0, s.p, 1}, sqw + f * r_me * s.p, s.p, 1, s.c, s.p, 0, r_me);
+      });
+  const Gates gt = forward_gates(s, st, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, factor, eps, me_dw, me_ex);
   // F2: out = xs * (gate_c + gate_s), in place [xs recomputed from x]
-  const float* gc = gate_c.data_ptr<float>();
-  const float* gs = ste ? g1.data_ptr<float>() : nullptr;
+  const float* gc = fp(gt.gate_c);
+  const float* gs = ste ? fp(gt.g1) : nullptr;
   at::parallel_for(0, s.nt * s.c, 64, [&](int64_t b, int64_t e) {
     for (int64_t q = b; q < e; ++q) {
       float* o = xsp + q * s.p;
@@ -651,7 +700,135 @@ std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool
       shift_scale_row(prev, cur, next, kq, gc[q], gsf, o, s.p);
     }
   });
-  return {xs, cm, g1, sm, z1, z2, g2, sq, mu, invstd, vsq, d, g3};
+  return saved_list(st, gt);
+}
+
+// One pixel (C values, channels_last memory) of xs = k0 * x[t-1] + k1 * x[t] + k2 * x[t+1], the shift
+// weights as three rows of C (prev / next null at the ends of the clip), times (a[c] + g) (a null:
+// xs alone): passes F1 and F2 of action_forward_nhwc.
+template <bool kPrev, bool kNext>
+inline void shift_scale_pixel(const float* prev, const float* cur, const float* next, const float* k0,
+                              const float* k1, const float* k2, const float* a, float g, float* out, int64_t c) {
+  auto xs = [&](int64_t i) {
+    if (kPrev && kNext) return k0[i] * prev[i] + k1[i] * cur[i] + k2[i] * next[i];
+    if (kPrev) return k0[i] * prev[i] + k1[i] * cur[i];
+    if (kNext) return k1[i] * cur[i] + k2[i] * next[i];
+    return k1[i] * cur[i];
+  };
+  if (a) {
+#pragma omp simd
+    for (int64_t i = 0; i < c; ++i) out[i] = xs(i) * (a[i] + g);
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < c; ++i) out[i] = xs(i);
+  }
+}
+
+inline void shift_scale_pixel(const float* prev, const float* cur, const float* next, const float* k0,
+                              const float* k1, const float* k2, const float* a, float g, float* out, int64_t c) {
+  if (prev && next) shift_scale_pixel<true, true>(prev, cur, next, k0, k1, k2, a, g, out, c);
+  else if (prev) shift_scale_pixel<true, false>(prev, cur, next, k0, k1, k2, a, g, out, c);
+  else if (next) shift_scale_pixel<false, true>(prev, cur, next, k0, k1, k2, a, g, out, c);
+  else shift_scale_pixel<false, false>(prev, cur, next, k0, k1, k2, a, g, out, c);
+}
+
+inline void add_to(float* acc, const float* row, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) acc[i] += row[i];
+}
+
+// action_forward on channels_last x (memory (NT, H, W, C)); the output is channels_last too. F1 and
+// F2 walk the pixels of a frame, each a row of C channels: the channel mean is a row sum, the
+// spatial mean and ME's region sums are sums of rows (all of them; the first and last row and
+// column of the map; the four corners). The statistics, the gates and the saved tensors are the
+// NCHW forward's (ME's squeeze is formed as sq[f]^T (P, r) = xs[f] (P, C) @ W^T (C, r) and stored
+// column-major, i.e. (r, P) like the NCHW one), so the backward pass is shared.
+std::vector<Tensor> action_forward_nhwc(Tensor x, Tensor k, int64_t t, bool ste, bool ce, bool me, Tensor ste_w,
+                                        Tensor ce_sq, Tensor ce_t, Tensor ce_ex, Tensor me_sq, Tensor bn_w,
+                                        Tensor bn_b, Tensor bn_rm, Tensor bn_rv, bool batch_stats, double factor,
+                                        double eps, Tensor me_dw, Tensor me_ex) {
+  TORCH_CHECK(x.dim() == 4 && x.is_contiguous(at::MemoryFormat::ChannelsLast), "x must be channels_last (N*T, C, H, W)");
+  const Shape s = shape_of(x, t);
+  const float* xp = x.data_ptr<float>();
+  const Stats st = stats_buffers(x, s, ste, ce, me, batch_stats, me_sq, true);
+  const bool squeeze = st.squeeze;
+  float* outp = fp(st.out);  // holds xs between F1 and F2 when `squeeze`
+  float* cmp = ptr_or_null(st.cm);
+  float* smp = ptr_or_null(st.sm);
+  float* rsxp = ptr_or_null(st.rsx);
+  float* sqw = ptr_or_null(st.sq);
+  const int64_t r_me = me ? me_sq.size(0) : 0;
+  const Tensor kt = k.reshape({s.c, 3}).t().contiguous();  // (3, C): k0, k1, k2 as rows
+  const float *k0 = fp(kt), *k1 = k0 + s.c, *k2 = k1 + s.c;
+  const Tensor w_t = squeeze ? me_sq.reshape({r_me, s.c}).t().contiguous() : Tensor();  // W^T (C, r)
+  const int64_t frame = s.p * s.c;
+  // F1: frames in parallel, the pixels of a frame in order
+  at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
+    const bool sums = smp || rsxp;
+    std::vector<float> buf(squeeze ? 0 : s.c), all(sums ? s.c : 0);
+    // first row, last row, first column, last column; corners (0, 0), (0, W-1), (H-1, 0), (H-1, W-1)
+    std::vector<float> edge(rsxp ? 4 * s.c : 0), corner(rsxp ? 4 * s.c : 0);
+    for (int64_t f = b; f < e; ++f) {
+      const int64_t tt = f % s.t;
+      std::fill(all.begin(), all.end(), 0.f);
+      std::fill(edge.begin(), edge.end(), 0.f);
+      for (int64_t p = 0; p < s.p; ++p) {
+        const float* cur = xp + f * frame + p * s.c;
+        float* o = squeeze ? outp + f * frame + p * s.c : buf.data();
+        shift_scale_pixel(tt > 0 ? cur - frame : nullptr, cur, tt + 1 < s.t ? cur + frame : nullptr, k0, k1, k2,
+                          nullptr, 0.f, o, s.c);
+        if (cmp) cmp[f * s.p + p] = sum_row(o, s.c) / s.c;
+        if (sums) add_to(all.data(), o, s.c);
+        if (rsxp) {
+          const int64_t y = p / s.w, xx = p % s.w;
+          const bool top = y == 0, bottom = y == s.h - 1, left = xx == 0, right = xx == s.w - 1;
+          if (top) add_to(edge.data(), o, s.c);
+          if (bottom) add_to(edge.data() + s.c, o, s.c);
+          if (left) add_to(edge.data() + 2 * s.c, o, s.c);
+          if (right) add_to(edge.data() + 3 * s.c, o, s.c);
+          for (int j = 0; j < 4; ++j)
+            if ((j < 2 ? top : bottom) && (j % 2 ? right : left)) std::copy(o, o + s.c, corner.data() + j * s.c);
+        }
+      }
+      for (int64_t c = 0; c < s.c; ++c) {
+        if (smp) smp[c * s.nt + f] = all[c] / s.p;
+        if (rsxp) {  // as region_sums_from: tap (a, b) leaves out a row / column at the map's edge
+          const float* ed = edge.data() + c;
+          const float* co = corner.data() + c;
+          const double row_out[3] = {ed[s.c], 0.0, ed[0]};  // last row, -, first row
+          const double col_out[3] = {ed[3 * s.c], 0.0, ed[2 * s.c]};
+          const double cor[3][3] = {{co[3 * s.c], 0.0, co[2 * s.c]}, {0, 0, 0}, {co[s.c], 0.0, co[0]}};
+          for (int a = 0; a < 3; ++a)
+            for (int bb = 0; bb < 3; ++bb)
+              rsxp[c * s.nt * 9 + f * 9 + a * 3 + bb] = float(double(all[c]) - row_out[a] - col_out[bb] + cor[a][bb]);
+        }
+      }
+      if (sqw)  // sq[f]^T (P, r) = xs[f] (P, C) @ W^T (C, r), stored column-major: (r, P)
+        gemm({outp + f * frame, 0, s.c, 1}, {fp(w_t), 0, r_me, 1}, sqw + f * r_me * s.p, -s.p, 1, s.c, r_me, 0, s.p);
+    }
+  });
+  const Gates gt = forward_gates(s, st, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, factor,
+                                 eps, me_dw, me_ex);
+  // F2: out = xs * (gate_c + gate_s), pixel by pixel [in place on xs, or xs recomputed from x]
+  const float* gc = fp(gt.gate_c);
+  const float* gs = ste ? fp(gt.g1) : nullptr;
+  at::parallel_for(0, s.nt * s.p, 16, [&](int64_t b, int64_t e) {
+    for (int64_t q = b; q < e; ++q) {  // q = f * P + p
+      const int64_t f = q / s.p, tt = f % s.t;
+      float* o = outp + q * s.c;
+      const float* a = gc + f * s.c;
+      const float g = gs ? gs[q] : 0.f;
+      if (squeeze) {  // xs kept in o
+#pragma omp simd
+        for (int64_t i = 0; i < s.c; ++i) o[i] = o[i] * (a[i] + g);
+      } else {
+        const float* cur = xp + q * s.c;
+        shift_scale_pixel(tt > 0 ? cur - frame : nullptr, cur, tt + 1 < s.t ? cur + frame : nullptr, k0, k1, k2, a,
+                          g, o, s.c);
+      }
+    }
+  });
+  return saved_list(st, gt);
 }
 
 // Gradients {dx, dk, d ste_w, d ce_sq, d ce_t, d ce_ex, d me_sq, d bn_w, d bn_b, d me_dw, d me_ex}
