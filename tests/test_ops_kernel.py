@@ -150,19 +150,30 @@ def test_kernel_matches_spec_reference(kernel):
         assert rel_err(a, b) <= 1e-4
 
 
-def test_kernel_is_deterministic(kernel):
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_kernel_is_deterministic(kernel, layout):
+    """Reruns give the same numbers bitwise, and so do one and two threads (every reduction runs
+    in an order that does not depend on how the work is split)."""
     m = randomised(64, 4, PATHS)
     x = torch.randn(8, 64, 20, 20)
+    if layout == "nhwc":
+        x = x.contiguous(memory_format=torch.channels_last)
+    threads = torch.get_num_threads()
     results = []
-    for _ in range(2):
-        xi = x.clone().requires_grad_(True)
-        out = m(xi)
-        out.square().sum().backward()
-        results.append((out.detach(), xi.grad, [p.grad.clone() for p in m.parameters()]))
-        m.zero_grad()
-    assert torch.equal(results[0][0], results[1][0])
-    assert torch.equal(results[0][1], results[1][1])
-    assert all(torch.equal(a, b) for a, b in zip(results[0][2], results[1][2]))
+    try:
+        for n in (threads, threads, 1, 2):
+            torch.set_num_threads(n)
+            xi = x.clone().requires_grad_(True)
+            out = m(xi)
+            out.square().sum().backward()
+            results.append((out.detach(), xi.grad, [p.grad.clone() for p in m.parameters()]))
+            m.zero_grad()
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        assert torch.equal(results[0][0], other[0])
+        assert torch.equal(results[0][1], other[1])
+        assert all(torch.equal(a, b) for a, b in zip(results[0][2], other[2]))
 
 
 def test_inference_saves_nothing_and_keeps_running_stats(kernel):

@@ -143,13 +143,9 @@ class _ActionFunction(torch.autograd.Function):
     def backward(ctx, g):
         mod, t, flags, batch_stats = ctx.cfg
         x, k, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, me_dw, me_ex, *saved = ctx.saved_tensors
-        nhwc = _channels_last(x)  # the backward pass is NCHW: x and g converted, dx converted back
-        grads = mod.action_backward(
-            g.contiguous(), x.contiguous(), k, t, *flags, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, batch_stats,
-            me_dw, me_ex, *saved,
-        )  # fmt: skip
-        if nhwc and ctx.needs_input_grad[0]:
-            grads[0] = grads[0].contiguous(memory_format=torch.channels_last)
+        grads = mod.action_backward(  # in x's layout (g converted to it), dx in it too
+            g, x, k, t, *flags, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, batch_stats, me_dw, me_ex, *saved
+        )
         params = (k, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, me_dw, me_ex)
         out = [grads[0] if ctx.needs_input_grad[0] else None]
         for i, (grad, p) in enumerate(zip(grads[1:], params), start=1):
@@ -159,8 +155,8 @@ class _ActionFunction(torch.autograd.Function):
 
 def action(module, x: torch.Tensor) -> torch.Tensor | None:
     """``module(x)`` through the compiled kernel, or ``None`` where it does not apply
-    (:func:`usable`); ``x`` is ``(N*T, C, H, W)``, contiguous or channels_last (then so is the
-    output, and the backward pass converts)."""
+    (:func:`usable`); ``x`` is ``(N*T, C, H, W)``, contiguous or channels_last (then so are the
+    output and the input gradient)."""
     weights = _weights(module)
     mod = _kernels_for(x, weights, module)
     if mod is None:

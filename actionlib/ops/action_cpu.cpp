@@ -831,6 +831,102 @@ std::vector<Tensor> action_forward_nhwc(Tensor x, Tensor k, int64_t t, bool ste,
   return saved_list(st, gt);
 }
 
+// B2+B3 on channels_last tensors: G = g * (gate_c + gate_s) + d cm / C + d sm / P + E, with ME's data
+// gradient E[f] (P, C) = dsq[f]^T (P, r) @ W (r, C), then dx[t] = k0 G[t+1] + k1 G[t] + k2 G[t-1]
+// into `big` and dk[j] = sum G[t] * x[t + j - 1]. Tiles of pixels in parallel, of a size set by C and
+// P only; inside a tile the frames of a clip in order, G of frames t-1, t, t+1 in three small
+// buffers. Each tile sums its part of dk, and the parts are added in tile order: the same numbers
+// for any number of threads.
+void backward_b23_nhwc(const Shape& s, const Tensor& g, const Tensor& x, const float* k0, const float* k1,
+                       const float* k2, const Tensor& gate_c, const Tensor& g1, const Tensor& d_cm, const Tensor& d_sm,
+                       const Tensor& me_sq, const Tensor& dsqt, Tensor& big, Tensor& dk) {
+  const float *gp = fp(g), *xp = fp(x), *gc = fp(gate_c);
+  const float* gs = ptr_or_null(g1);
+  const float* dcm = ptr_or_null(d_cm);
+  const float* dsm = ptr_or_null(d_sm);
+  const float* dsqtp = ptr_or_null(dsqt);
+  const int64_t r_me = dsqtp ? me_sq.size(0) : 0;
+  const View w_me{dsqtp ? fp(me_sq) : nullptr, 0, s.c, 1};  // W (r, C), rows contiguous
+  float* bp = fp(big);
+  const float inv_c = 1.f / s.c, inv_p = 1.f / s.p;
+  const int64_t frame = s.c * s.p;
+  const int64_t tile = std::max<int64_t>(1, std::min<int64_t>(s.p, 4096 / s.c));  // pixels per tile
+  const int64_t ntiles = (s.p + tile - 1) / tile;
+  std::vector<double> parts(ntiles * s.c * 3, 0.0);
+  at::parallel_for(0, ntiles, 1, [&](int64_t tb, int64_t te) {
+    std::vector<float> bufs(3 * tile * s.c), ebuf(dsqtp ? tile * s.c : 0), sums(3 * s.c);
+    for (int64_t ti = tb; ti < te; ++ti) {
+      const int64_t p0 = ti * tile, np = std::min(tile, s.p - p0);
+      double* part = parts.data() + ti * s.c * 3;
+      // G of frame f, pixels p0..p0+np, into out (np x C)
+      auto make_g = [&](int64_t f, float* out) {
+        if (dsqtp)
+          gemm({dsqtp + (f * s.p + p0) * r_me, 0, r_me, 1}, w_me, ebuf.data(), s.c, 1, r_me, s.c, 0, np);
+        const float* a = gc + f * s.c;
+        const float* dsf = dsm ? dsm + f * s.c : nullptr;
+        for (int64_t j = 0; j < np; ++j) {
+          const int64_t p = p0 + j;
+          const float* gr = gp + f * frame + p * s.c;
+          float* o = out + j * s.c;
+          const float gsv = gs ? gs[f * s.p + p] : 0.f;
+          const float cmv = dcm ? dcm[f * s.p + p] * inv_c : 0.f;
+#pragma omp simd
+          for (int64_t i = 0; i < s.c; ++i) o[i] = gr[i] * (a[i] + gsv) + cmv + (dsf ? dsf[i] * inv_p : 0.f);
+          if (dsqtp) {
+            const float* er = ebuf.data() + j * s.c;
+#pragma omp simd
+            for (int64_t i = 0; i < s.c; ++i) o[i] += er[i];
+          }
+        }
+      };
+      for (int64_t n = 0; n < s.n; ++n) {
+        float* prev = bufs.data();
+        float* cur = prev + tile * s.c;
+        float* next = cur + tile * s.c;
+        make_g(n * s.t, cur);
+        for (int64_t tt = 0; tt < s.t; ++tt) {
+          const int64_t f = n * s.t + tt;
+          const bool has_next = tt + 1 < s.t, has_prev = tt > 0;
+          if (has_next) make_g(f + 1, next);
+          std::fill(sums.begin(), sums.end(), 0.f);
+          float *s0 = sums.data(), *s1 = s0 + s.c, *s2 = s1 + s.c;
+          for (int64_t j = 0; j < np; ++j) {
+            const int64_t at_ = f * frame + (p0 + j) * s.c;
+            const float* g0 = cur + j * s.c;
+            const float* xr = xp + at_;
+            if (has_prev) {
+#pragma omp simd
+              for (int64_t i = 0; i < s.c; ++i) s0[i] += g0[i] * xr[i - frame];
+            }
+#pragma omp simd
+            for (int64_t i = 0; i < s.c; ++i) s1[i] += g0[i] * xr[i];
+            if (has_next) {
+#pragma omp simd
+              for (int64_t i = 0; i < s.c; ++i) s2[i] += g0[i] * xr[i + frame];
+            }
+            // G[t+1] fed xs[t+1] through k0, G[t-1] fed xs[t-1] through k2
+            shift_scale_pixel(has_next ? next + j * s.c : nullptr, g0, has_prev ? prev + j * s.c : nullptr, k0, k1,
+                              k2, nullptr, 0.f, bp + at_, s.c);
+          }
+          for (int64_t i = 0; i < s.c; ++i) {
+            part[3 * i] += s0[i];
+            part[3 * i + 1] += s1[i];
+            part[3 * i + 2] += s2[i];
+          }
+          std::swap(prev, cur);  // prev <- G[t], cur <- G[t+1]
+          std::swap(cur, next);
+        }
+      }
+    }
+  });
+  float* dkp = fp(dk);
+  for (int64_t i = 0; i < s.c * 3; ++i) {
+    double acc = 0;
+    for (int64_t ti = 0; ti < ntiles; ++ti) acc += parts[ti * s.c * 3 + i];
+    dkp[i] = float(acc);
+  }
+}
+
 // Gradients {dx, dk, d ste_w, d ce_sq, d ce_t, d ce_ex, d me_sq, d bn_w, d bn_b, d me_dw, d me_ex}
 // (empty where a path is off), from grad_out g and the forward's saved tensors.
 std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, bool ste, bool ce, bool me,
@@ -838,7 +934,10 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
                                     Tensor bn_w, Tensor bn_b, bool batch_stats, Tensor me_dw, Tensor me_ex, Tensor cm,
                                     Tensor g1, Tensor sm, Tensor z1, Tensor z2, Tensor g2, Tensor sq, Tensor mu,
                                     Tensor invstd, Tensor vsq, Tensor d, Tensor g3) {
-  g = g.contiguous();
+  // channels_last x (the NHWC forward's): g read in the same layout, dx returned channels_last
+  const bool nhwc = !x.is_contiguous();
+  TORCH_CHECK(!nhwc || x.is_contiguous(at::MemoryFormat::ChannelsLast), "x must be contiguous or channels_last");
+  g = g.contiguous(nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
   const Shape s = shape_of(x, t);
   const auto opt = x.options();
   const float* xp = x.data_ptr<float>();
@@ -850,14 +949,41 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
   if (me) gate_c.add_(g3);
   Tensor empty = at::empty({0}, opt);
   // dx is written into `big`, which first holds xs for ME's weight gradient
-  Tensor big = BufferCache::get().empty(x.sizes(), opt);
+  Tensor big = BufferCache::get().empty(x.sizes(), opt, nhwc);
   Tensor xs = me ? big : empty;
-  Tensor d_gc = (ce || me) ? at::empty({s.nt, s.c}, opt) : empty;
+  Tensor d_gc = (ce || me) ? (nhwc ? at::zeros({s.nt, s.c}, opt) : at::empty({s.nt, s.c}, opt)) : empty;
   Tensor d_gs = ste ? at::zeros({s.nt, s.p}, opt) : empty;
   float* xsp = me ? xs.data_ptr<float>() : nullptr;
   float* dgc = (ce || me) ? d_gc.data_ptr<float>() : nullptr;
   float* dgs = ste ? d_gs.data_ptr<float>() : nullptr;
+  // the shift weights as three rows of C, for the NHWC passes
+  const Tensor kt = nhwc ? k.reshape({s.c, 3}).t().contiguous() : empty;
+  const float* k0 = nhwc ? fp(kt) : nullptr;
+  const float *k1 = k0 + s.c, *k2 = k1 + s.c;
+  const int64_t frame = s.c * s.p;
   // B1: recompute xs; d gate_c = sum_p g * xs, d gate_s = sum_c g * xs
+  if (nhwc) {  // frames in parallel, pixels in order
+    at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
+      std::vector<float> buf(xsp ? 0 : s.c);
+      for (int64_t f = b; f < e; ++f) {
+        const int64_t tt = f % s.t;
+        for (int64_t p = 0; p < s.p; ++p) {
+          const int64_t at_ = f * frame + p * s.c;
+          const float* cur = xp + at_;
+          float* o = xsp ? xsp + at_ : buf.data();
+          shift_scale_pixel(tt > 0 ? cur - frame : nullptr, cur, tt + 1 < s.t ? cur + frame : nullptr, k0, k1, k2,
+                            nullptr, 0.f, o, s.c);
+          const float* gr = gp + at_;
+          if (dgs) dgs[f * s.p + p] = dot_row(gr, o, s.c);
+          if (dgc) {
+            float* dgcf = dgc + f * s.c;
+#pragma omp simd
+            for (int64_t i = 0; i < s.c; ++i) dgcf[i] += gr[i] * o[i];
+          }
+        }
+      }
+    });
+  } else
   for_each_xs_row(
       xp, kp, s, xsp,
       [&](int64_t f, int64_t c, const float* o) {
@@ -1006,7 +1132,8 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
     // inside each tile
     gw_ms = at::empty({r, s.c}, opt);  // written as the column-major (C, r) product
     {
-      const View xv{xsp, s.c * s.p, s.p, 1}, dv{dsqt.data_ptr<float>(), s.p * r, r, 1};
+      const View xv = nhwc ? View{xsp, s.c * s.p, 1, s.c} : View{xsp, s.c * s.p, s.p, 1};  // A(f, c, p) = xs
+      const View dv{dsqt.data_ptr<float>(), s.p * r, r, 1};
       float* gwp = gw_ms.data_ptr<float>();
       constexpr int64_t kRows = 32;
       at::parallel_for(0, (s.c + kRows - 1) / kRows, 1, [&](int64_t b, int64_t e) {
@@ -1025,6 +1152,11 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
   // inside a block the frames of a clip in order, with G of frames t-1, t, t+1 of the block in
   // three small buffers.
   Tensor dk = at::empty({s.c, 3}, opt);
+  if (nhwc) {
+    backward_b23_nhwc(s, g, x, k0, k1, k2, gate_c, ste ? g1 : empty, ste ? d_cm : empty, ce ? d_sm : empty,
+                      me ? me_sq : empty, me ? dsqt_kept : empty, big, dk);
+    return {big, dk, gw_ste, gw_cs, gw_ct, gw_ce, gw_ms, g_bnw, g_bnb, gw_dw, gw_me};
+  }
   {
     float* bp = big.data_ptr<float>();
     float* dkp = dk.data_ptr<float>();
@@ -1033,7 +1165,6 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
     const float* dcm = ste ? d_cm.data_ptr<float>() : nullptr;
     const float* dsm = ce ? d_sm.data_ptr<float>() : nullptr;
     const float inv_c = 1.f / s.c, inv_p = 1.f / s.p;
-    const int64_t frame = s.c * s.p;
     // Channels per block: G's three rows (~8k floats each) stay in L1 / L2. A multiple of 8
     // (the product's row tile) where that fits, and as many blocks as threads or a multiple.
     const int64_t threads = at::get_num_threads();
