@@ -307,12 +307,14 @@ struct View {
 #if defined(__AVX512F__)
 // One MR x (16*NV) tile of C in registers; the last vector of each row is masked by `last`.
 template <int MR, int NV>
-inline void gemm_tile(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, __mmask16 last) {
+inline void gemm_tile(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, __mmask16 last, bool add) {
   __m512 acc[MR][NV];
 #pragma GCC unroll 32
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+    for (int v = 0; v < NV; ++v)
+      acc[i][v] = add ? _mm512_maskz_loadu_ps(v + 1 < NV ? __mmask16(0xFFFF) : last, c + i * ldc + 16 * v)
+                      : _mm512_setzero_ps();
   for (int64_t f = 0; f < nf; ++f) {
     const float* af = a.p + f * a.fs;
     const float* bf = b.p + f * b.fs;
@@ -352,28 +354,33 @@ inline void gemm_tile(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t
 // Rows m0..m1 of one column strip (16*NV columns), MR rows at a time.
 template <int MR, int NV>
 void gemm_strip(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, int64_t m0, int64_t m1,
-                __mmask16 last) {
+                __mmask16 last, bool add) {
   const int64_t step = ldc > 0 ? ldc : 1;  // from row m to row m + 1 of C
   int64_t m = m0;
-  for (; m + MR <= m1; m += MR) gemm_tile<MR, NV>(a.at(m, 0), b, c + m * step, ldc, nf, k_len, last);
-  for (; m < m1; ++m) gemm_tile<1, NV>(a.at(m, 0), b, c + m * step, ldc, nf, k_len, last);
+  for (; m + MR <= m1; m += MR) gemm_tile<MR, NV>(a.at(m, 0), b, c + m * step, ldc, nf, k_len, last, add);
+  for (; m < m1; ++m) gemm_tile<1, NV>(a.at(m, 0), b, c + m * step, ldc, nf, k_len, last, add);
 }
 
-void gemm(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, int64_t n, int64_t m0, int64_t m1) {
+// `add`: C (row-major) += the product, each element's sum continued from its stored value (a
+// product over K = K1 + K2 in two calls sums exactly as one call).
+void gemm(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, int64_t n, int64_t m0, int64_t m1,
+          bool add = false) {
   const int64_t col = ldc > 0 ? 1 : -ldc;  // from column j to column j + 1 of C
   int64_t j = 0;
-  for (; j + 48 <= n; j += 48) gemm_strip<8, 3>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, 0xFFFF);
+  for (; j + 48 <= n; j += 48) gemm_strip<8, 3>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, 0xFFFF, add);
   const int64_t rest = n - j;  // 0..47 columns left: one strip of 1-3 vectors
   const __mmask16 last = rest % 16 ? __mmask16((1u << (rest % 16)) - 1u) : __mmask16(0xFFFF);
-  if (rest > 32) gemm_strip<8, 3>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last);
-  else if (rest > 16) gemm_strip<12, 2>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last);
-  else if (rest > 0) gemm_strip<8, 1>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last);
+  if (rest > 32) gemm_strip<8, 3>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last, add);
+  else if (rest > 16) gemm_strip<12, 2>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last, add);
+  else if (rest > 0) gemm_strip<8, 1>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last, add);
 }
 #else
-void gemm(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, int64_t n, int64_t m0, int64_t m1) {
+void gemm(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, int64_t n, int64_t m0, int64_t m1,
+          bool add = false) {
   std::vector<float> row(n);
   for (int64_t m = m0; m < m1; ++m) {
-    std::fill(row.begin(), row.end(), 0.f);
+    if (add) for (int64_t j = 0; j < n; ++j) row[j] = c[m * ldc + j];
+    else std::fill(row.begin(), row.end(), 0.f);
     for (int64_t f = 0; f < nf; ++f)
       for (int64_t k = 0; k < k_len; ++k) {
         const float av = a.p[f * a.fs + m * a.rs + k * a.cs];
@@ -833,10 +840,10 @@ std::vector<Tensor> action_forward_nhwc(Tensor x, Tensor k, int64_t t, bool ste,
 
 // B2+B3 on channels_last tensors: G = g * (gate_c + gate_s) + d cm / C + d sm / P + E, with ME's data
 // gradient E[f] (P, C) = dsq[f]^T (P, r) @ W (r, C), then dx[t] = k0 G[t+1] + k1 G[t] + k2 G[t-1]
-// into `big` and dk[j] = sum G[t] * x[t + j - 1]. Tiles of pixels in parallel, of a size set by C and
-// P only; inside a tile the frames of a clip in order, G of frames t-1, t, t+1 in three small
-// buffers. Each tile sums its part of dk, and the parts are added in tile order: the same numbers
-// for any number of threads.
+// into `big` and dk[j] = sum G[t] * x[t + j - 1]. Tiles of pixels (of a size set by C alone) x
+// blocks of channels in parallel; inside one, the frames of a clip in order, G of frames t-1, t,
+// t+1 in three small buffers. Each tile sums its part of dk, and the parts are added in tile
+// order: the same numbers for any number of threads.
 void backward_b23_nhwc(const Shape& s, const Tensor& g, const Tensor& x, const float* k0, const float* k1,
                        const float* k2, const Tensor& gate_c, const Tensor& g1, const Tensor& d_cm, const Tensor& d_sm,
                        const Tensor& me_sq, const Tensor& dsqt, Tensor& big, Tensor& dk) {
@@ -850,65 +857,72 @@ void backward_b23_nhwc(const Shape& s, const Tensor& g, const Tensor& x, const f
   float* bp = fp(big);
   const float inv_c = 1.f / s.c, inv_p = 1.f / s.p;
   const int64_t frame = s.c * s.p;
-  const int64_t tile = std::max<int64_t>(1, std::min<int64_t>(s.p, 4096 / s.c));  // pixels per tile
+  // Pixels per tile: 16-64 (the product's rows), set by C alone. Channels per block: as many blocks
+  // as threads, or a multiple, so that tiles x blocks keep every thread busy.
+  const int64_t tile = std::min(s.p, std::clamp<int64_t>(8192 / s.c / 8 * 8, 16, 64));
   const int64_t ntiles = (s.p + tile - 1) / tile;
+  const int64_t threads = at::get_num_threads();
+  const int64_t nblocks = std::min<int64_t>((s.c + 15) / 16, (threads + ntiles - 1) / ntiles);
+  const int64_t block = ((s.c + nblocks - 1) / nblocks + 15) / 16 * 16;
   std::vector<double> parts(ntiles * s.c * 3, 0.0);
-  at::parallel_for(0, ntiles, 1, [&](int64_t tb, int64_t te) {
-    std::vector<float> bufs(3 * tile * s.c), ebuf(dsqtp ? tile * s.c : 0), sums(3 * s.c);
-    for (int64_t ti = tb; ti < te; ++ti) {
-      const int64_t p0 = ti * tile, np = std::min(tile, s.p - p0);
-      double* part = parts.data() + ti * s.c * 3;
-      // G of frame f, pixels p0..p0+np, into out (np x C)
+  at::parallel_for(0, ntiles * nblocks, 1, [&](int64_t tb, int64_t te) {
+    std::vector<float> bufs(3 * tile * block), ebuf(dsqtp ? tile * block : 0), sums(3 * block);
+    for (int64_t task = tb; task < te; ++task) {
+      const int64_t ti = task / nblocks, p0 = ti * tile, np = std::min(tile, s.p - p0);
+      const int64_t c0 = (task % nblocks) * block, nc = std::min(block, s.c - c0);
+      if (nc <= 0) continue;
+      double* part = parts.data() + ti * s.c * 3 + c0 * 3;
+      // G of frame f, pixels p0..p0+np, channels c0..c0+nc, into out (np x nc)
       auto make_g = [&](int64_t f, float* out) {
         if (dsqtp)
-          gemm({dsqtp + (f * s.p + p0) * r_me, 0, r_me, 1}, w_me, ebuf.data(), s.c, 1, r_me, s.c, 0, np);
-        const float* a = gc + f * s.c;
-        const float* dsf = dsm ? dsm + f * s.c : nullptr;
+          gemm({dsqtp + (f * s.p + p0) * r_me, 0, r_me, 1}, w_me.at(0, c0), ebuf.data(), nc, 1, r_me, nc, 0, np);
+        const float* a = gc + f * s.c + c0;
+        const float* dsf = dsm ? dsm + f * s.c + c0 : nullptr;
         for (int64_t j = 0; j < np; ++j) {
           const int64_t p = p0 + j;
-          const float* gr = gp + f * frame + p * s.c;
-          float* o = out + j * s.c;
+          const float* gr = gp + f * frame + p * s.c + c0;
+          float* o = out + j * nc;
           const float gsv = gs ? gs[f * s.p + p] : 0.f;
           const float cmv = dcm ? dcm[f * s.p + p] * inv_c : 0.f;
 #pragma omp simd
-          for (int64_t i = 0; i < s.c; ++i) o[i] = gr[i] * (a[i] + gsv) + cmv + (dsf ? dsf[i] * inv_p : 0.f);
+          for (int64_t i = 0; i < nc; ++i) o[i] = gr[i] * (a[i] + gsv) + cmv + (dsf ? dsf[i] * inv_p : 0.f);
           if (dsqtp) {
-            const float* er = ebuf.data() + j * s.c;
+            const float* er = ebuf.data() + j * nc;
 #pragma omp simd
-            for (int64_t i = 0; i < s.c; ++i) o[i] += er[i];
+            for (int64_t i = 0; i < nc; ++i) o[i] += er[i];
           }
         }
       };
       for (int64_t n = 0; n < s.n; ++n) {
         float* prev = bufs.data();
-        float* cur = prev + tile * s.c;
-        float* next = cur + tile * s.c;
+        float* cur = prev + tile * block;
+        float* next = cur + tile * block;
         make_g(n * s.t, cur);
         for (int64_t tt = 0; tt < s.t; ++tt) {
           const int64_t f = n * s.t + tt;
           const bool has_next = tt + 1 < s.t, has_prev = tt > 0;
           if (has_next) make_g(f + 1, next);
           std::fill(sums.begin(), sums.end(), 0.f);
-          float *s0 = sums.data(), *s1 = s0 + s.c, *s2 = s1 + s.c;
+          float *s0 = sums.data(), *s1 = s0 + nc, *s2 = s1 + nc;
           for (int64_t j = 0; j < np; ++j) {
-            const int64_t at_ = f * frame + (p0 + j) * s.c;
-            const float* g0 = cur + j * s.c;
+            const int64_t at_ = f * frame + (p0 + j) * s.c + c0;
+            const float* g0 = cur + j * nc;
             const float* xr = xp + at_;
             if (has_prev) {
 #pragma omp simd
-              for (int64_t i = 0; i < s.c; ++i) s0[i] += g0[i] * xr[i - frame];
+              for (int64_t i = 0; i < nc; ++i) s0[i] += g0[i] * xr[i - frame];
             }
 #pragma omp simd
-            for (int64_t i = 0; i < s.c; ++i) s1[i] += g0[i] * xr[i];
+            for (int64_t i = 0; i < nc; ++i) s1[i] += g0[i] * xr[i];
             if (has_next) {
 #pragma omp simd
-              for (int64_t i = 0; i < s.c; ++i) s2[i] += g0[i] * xr[i + frame];
+              for (int64_t i = 0; i < nc; ++i) s2[i] += g0[i] * xr[i + frame];
             }
             // G[t+1] fed xs[t+1] through k0, G[t-1] fed xs[t-1] through k2
-            shift_scale_pixel(has_next ? next + j * s.c : nullptr, g0, has_prev ? prev + j * s.c : nullptr, k0, k1,
-                              k2, nullptr, 0.f, bp + at_, s.c);
+            shift_scale_pixel(has_next ? next + j * nc : nullptr, g0, has_prev ? prev + j * nc : nullptr, k0 + c0,
+                              k1 + c0, k2 + c0, nullptr, 0.f, bp + at_, nc);
           }
-          for (int64_t i = 0; i < s.c; ++i) {
+          for (int64_t i = 0; i < nc; ++i) {
             part[3 * i] += s0[i];
             part[3 * i + 1] += s1[i];
             part[3 * i + 2] += s2[i];
@@ -1130,11 +1144,22 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
     });
     // d W^T (C, r) = sum_f xs[f] (C, P) @ dsq[f]^T (P, r): rows of C in parallel, frames summed
     // inside each tile
+    // (NHWC: d W (r, C) = sum_f dsq[f] (r, P) @ xs[f] (P, C), xs's pixels being rows: strips of
+    // columns in parallel; the same sums in the same order)
     gw_ms = at::empty({r, s.c}, opt);  // written as the column-major (C, r) product
-    {
-      const View xv = nhwc ? View{xsp, s.c * s.p, 1, s.c} : View{xsp, s.c * s.p, s.p, 1};  // A(f, c, p) = xs
-      const View dv{dsqt.data_ptr<float>(), s.p * r, r, 1};
-      float* gwp = gw_ms.data_ptr<float>();
+    float* gwp = gw_ms.data_ptr<float>();
+    if (nhwc) {  // K = (frame, pixel) in blocks of ~64 pixels (of one frame, or of whole small frames)
+      constexpr int64_t kCols = 48, kPix = 64;
+      const int64_t pb = std::min(s.p, kPix), fb = std::max<int64_t>(1, kPix / s.p);
+      at::parallel_for(0, (s.c + kCols - 1) / kCols, 1, [&](int64_t b, int64_t e) {
+        const int64_t j0 = b * kCols, j1 = std::min(s.c, e * kCols);
+        for (int64_t f = 0; f < s.nt; f += fb)
+          for (int64_t p0 = 0; p0 < s.p; p0 += pb)
+            gemm({dsqp + f * r * s.p + p0, r * s.p, s.p, 1}, {xsp + (f * s.p + p0) * s.c + j0, s.p * s.c, s.c, 1},
+                 gwp + j0, s.c, std::min(fb, s.nt - f), std::min(pb, s.p - p0), j1 - j0, 0, r, f > 0 || p0 > 0);
+      });
+    } else {
+      const View xv{xsp, s.c * s.p, s.p, 1}, dv{dsqt.data_ptr<float>(), s.p * r, r, 1};
       constexpr int64_t kRows = 32;
       at::parallel_for(0, (s.c + kRows - 1) / kRows, 1, [&](int64_t b, int64_t e) {
         gemm(xv, dv, gwp, -s.c, s.nt, s.p, r, b * kRows, std::min(s.c, e * kRows));
