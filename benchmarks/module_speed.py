@@ -8,7 +8,7 @@ resident memory above the process right after start-up (VmHWM, reset through
 bytes of the distinct storages autograd keeps for the backward pass of one step.
 
     python benchmarks/module_speed.py [--clips 2 --frames 8 --size 112 --repeats 7 --threads 2]
-                                      [--channels-last]
+                                      [--channels-last] [--backbone resnet50]
 
 Targets (issue 2): train-step ratio ACTION/TSN <= 1.15, inference <= 1.10, memory <= 1.3.
 """
@@ -36,14 +36,14 @@ from actionlib.models.backbones import insert_temporal, insertion_points  # noqa
 MODELS = ("tsn", "action", "release")
 
 
-def build(kind: str, frames: int, channels_last: bool = False) -> nn.Module:
+def build(kind: str, frames: int, channels_last: bool = False, backbone: str = "resnet50") -> nn.Module:
     if kind != "release":
-        model = actionlib.build_model(kind, "resnet50", 174, frames)
+        model = actionlib.build_model(kind, backbone, 174, frames)
     else:
         from release_style import ReleaseStyleAction
 
-        model = actionlib.build_model("tsn", "resnet50", 174, frames)
-        points = insertion_points("resnet50", model.backbone)
+        model = actionlib.build_model("tsn", backbone, 174, frames)
+        points = insertion_points(backbone, model.backbone)
         insert_temporal(model.backbone, lambda c: ReleaseStyleAction(c, frames), points)
     if channels_last:  # 2-D conv weights NHWC: the convolutions then run on (and return) NHWC
         to_channels_last(model)
@@ -68,7 +68,7 @@ def memory_child(kind: str, args: argparse.Namespace, queue) -> None:
     before = status_mb("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset VmHWM to the current resident size
-    model = build(kind, args.frames, args.channels_last)
+    model = build(kind, args.frames, args.channels_last, args.backbone)
     x = torch.randn(args.clips, args.frames, 3, args.size, args.size)
     y = torch.zeros(args.clips, dtype=torch.long)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -100,6 +100,7 @@ def measure_memory(kind: str, args) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backbone", default="resnet50", help="a ResNet (default resnet50)")
     p.add_argument("--clips", type=int, default=2)
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--size", type=int, default=112)
@@ -107,8 +108,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--channels-last", action="store_true",
-                   help="all models in channels_last memory format (NHWC activations); the ACTION "
-                        "kernel works on NCHW, so its modules convert")  # fmt: skip
+                   help="the models' 2-D conv weights in channels_last memory format, so that the "
+                        "activations are NHWC (the ACTION kernel has NHWC passes)")  # fmt: skip
     p.add_argument("--json", help="write the results to this file")
     args = p.parse_args()
 
@@ -116,7 +117,7 @@ def main() -> None:
     torch.manual_seed(0)
     x = torch.randn(args.clips, args.frames, 3, args.size, args.size)
     y = torch.zeros(args.clips, dtype=torch.long)
-    models = {k: build(k, args.frames, args.channels_last) for k in MODELS}
+    models = {k: build(k, args.frames, args.channels_last, args.backbone) for k in MODELS}
     opts = {k: torch.optim.SGD(m.parameters(), lr=0.01) for k, m in models.items()}
     times = {(k, mode): [] for k in MODELS for mode in ("train", "infer")}
     for i in range(args.warmup + args.repeats):
@@ -138,6 +139,7 @@ def main() -> None:
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
         "torch": torch.__version__,
+        "backbone": args.backbone,
         "input": f"{args.clips} clips x {args.frames} frames x {args.size}x{args.size}"
         + (", channels_last" if args.channels_last else ""),
         "median_ms": {f"{k}/{mode}": round(v, 1) for (k, mode), v in med.items()},
@@ -150,7 +152,7 @@ def main() -> None:
             "peak_step_memory": round(mem[k]["peak_step_mb"] / mem["tsn"]["peak_step_mb"], 3),
             "saved_for_backward": round(mem[k]["saved_mb"] / mem["tsn"]["saved_mb"], 3),
         }
-    print(f"ResNet-50, {result['input']}, CPU {result['machine']}, torch {result['torch']}")
+    print(f"{args.backbone}, {result['input']}, CPU {result['machine']}, torch {result['torch']}")
     print(f"{'model':<10}{'train ms':>10}{'infer ms':>10}{'step peak MB':>14}{'saved MB':>10}")
     for k in MODELS:
         print(f"{k:<10}{med[k, 'train']:>10.1f}{med[k, 'infer']:>10.1f}"

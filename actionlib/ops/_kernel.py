@@ -10,9 +10,11 @@ depthwise conv) run inside the kernel on small tensors, without per-op autograd 
 matrix product runs in the kernel's own register-tiled AVX-512 loops. In evaluation (BatchNorm
 on running statistics) ME needs only nine region sums of the squeezed map, which are the squeeze
 of the region sums of the shifted map: the full-size squeeze is skipped. The output and the input
-gradient come from a cache of blocks (:func:`clear_buffer_cache`). Same numbers as the PyTorch
-path up to float rounding (tests compare outputs, every gradient and the BatchNorm running
-statistics, in training and evaluation).
+gradient come from a cache of blocks (:func:`clear_buffer_cache`). Channels_last input has its
+own passes (pixels as rows of C channels; output and input gradient channels_last, nothing
+converted), sharing the gate networks with the NCHW ones. Same numbers as the PyTorch path up to
+float rounding (tests compare outputs, every gradient and the BatchNorm running statistics, in
+training and evaluation, in both layouts).
 
 Used by ``ActionModule.forward`` when :func:`usable` says so: float32 on the CPU, the extension
 built (``actionlib._cpp``; ``ACTIONLIB_NO_CPP=1`` turns it off), no ``TorchDispatchMode`` active
