@@ -55,7 +55,8 @@ def load_extension(
     with ``-mno-avx512f`` to run their portable loops)."""
     if not enabled():
         return None
-    memo = (name, source, tuple(extra_cflags), tuple(extra_ldflags))  # str hashes are cached: a cheap lookup per call
+    # str hashes are cached: a cheap lookup per call
+    memo = (name, source, tuple(extra_cflags), tuple(extra_ldflags))
     if memo in _CACHE:
         return _CACHE[memo]
     flags = " ".join((*extra_cflags, "|", *extra_ldflags))

@@ -122,9 +122,10 @@ def test_channels_last_in_channels_last_out(kernel):
     assert x.grad.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("shape", [SHAPES[0], SHAPES[2], SHAPES[5]], ids=lambda s: "x".join(map(str, s)))
-def test_portable_kernel_equals_pytorch_path(kernel, portable_build, monkeypatch, shape, training):
+def test_portable_kernel_equals_pytorch_path(kernel, portable_build, monkeypatch, shape, training, layout):
     """The same agreement for the build without AVX-512 (row reductions and matrix products in
     plain loops), all three paths on the shapes with remainders in every tiling."""
     monkeypatch.setattr(_kernel, "kernels", lambda: portable_build if _cpp.enabled() else None)
@@ -132,6 +133,8 @@ def test_portable_kernel_equals_pytorch_path(kernel, portable_build, monkeypatch
     ref_module = randomised(c, t, PATHS).train(training)
     module = copy.deepcopy(ref_module)
     x, g = torch.randn(n * t, c, h, w), torch.randn(n * t, c, h, w)
+    if layout == "nhwc":
+        x = x.contiguous(memory_format=torch.channels_last)
     assert_paths_agree(module, ref_module, x, g, monkeypatch)
 
 

@@ -20,8 +20,9 @@
 // times the region sums of xs (the squeeze is linear), so the full-size squeeze is skipped: F1
 // takes the nine sums of every map of xs, one (r, C) @ (C, NT*9) product maps them through W,
 // and F1 does not store xs at all (F2 recomputes it from x while writing the output).
-// Channels_last input (memory (NT, H, W, C)) has its own forward passes, action_forward_nhwc: F1 and
-// F2 walk pixels, rows of C channels, and produce the same statistics, gates and saved tensors.
+// Channels_last input (memory (NT, H, W, C)) has passes of its own (action_forward_nhwc, and in
+// action_backward B1, ME's weight gradient and B23): they walk pixels, rows of C channels, and
+// share the gate networks and the saved tensors with the NCHW passes.
 // Every reduction of the loops here runs in a fixed order on one thread (deterministic).
 #include <torch/extension.h>
 
@@ -997,19 +998,20 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
         }
       }
     });
-  } else
-  for_each_xs_row(
-      xp, kp, s, xsp,
-      [&](int64_t f, int64_t c, const float* o) {
-        const float* gr = gp + (f * s.c + c) * s.p;
-        if (dgc) dgc[f * s.c + c] = dot_row(gr, o, s.p);
-        if (dgs) {
-          float* dgsf = dgs + f * s.p;
+  } else {
+    for_each_xs_row(
+        xp, kp, s, xsp,
+        [&](int64_t f, int64_t c, const float* o) {
+          const float* gr = gp + (f * s.c + c) * s.p;
+          if (dgc) dgc[f * s.c + c] = dot_row(gr, o, s.p);
+          if (dgs) {
+            float* dgsf = dgs + f * s.p;
 #pragma omp simd
-          for (int64_t i = 0; i < s.p; ++i) dgsf[i] += gr[i] * o[i];
-        }
-      },
-      [](int64_t) {});
+            for (int64_t i = 0; i < s.p; ++i) dgsf[i] += gr[i] * o[i];
+          }
+        },
+        [](int64_t) {});
+  }
   Tensor gw_ste = empty, gw_cs = empty, gw_ct = empty, gw_ce = empty, gw_ms = empty, g_bnw = empty, g_bnb = empty,
          gw_dw = empty, gw_me = empty;
   Tensor d_cm = empty, d_sm = empty, dsq_kept, dsqt_kept;
