@@ -125,3 +125,25 @@ def test_bad_paths(bad):
 def test_module_rejects_batch_not_divisible():
     with pytest.raises(ValueError, match="T=4"):
         ActionModule(32, 4)(torch.randn(6, 32, 3, 3))
+
+
+@pytest.mark.parametrize("paths", [("me",), PATHS], ids=["me", "all"])
+def test_backward_under_autocast(paths):
+    """Under bf16 autocast (the training engine's default on GPUs) ME's squeeze runs in bf16 and
+    the rest in float32: the backward pass mixed the two in one in-place product and failed. The
+    gradients now have their parameters' dtypes and follow the float32 ones to bf16 precision."""
+    torch.manual_seed(0)
+    m = ActionModule(32, 4, paths=paths)
+    x = torch.randn(8, 32, 6, 6)
+    grads = {}
+    for mode in ("fp32", "bf16"):
+        m.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "bf16"):
+            out = m(x)
+        out.float().square().sum().backward()
+        grads[mode] = {n: p.grad.clone() for n, p in m.named_parameters()}
+    for name, p in m.named_parameters():
+        g16, g32 = grads["bf16"][name], grads["fp32"][name]
+        assert g16.dtype == p.dtype and torch.isfinite(g16).all(), name
+        cos = torch.nn.functional.cosine_similarity(g16.flatten(), g32.flatten(), dim=0)
+        assert cos > 0.98, (name, cos.item())

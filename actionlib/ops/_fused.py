@@ -88,12 +88,15 @@ class ShiftPoolSqueeze(torch.autograd.Function):
         scratch = None  # a full-size buffer, reused for the shift-weight products
         if g_squeezed is not None and w_me is not None:
             r = w_me.shape[0]
-            gs = g_squeezed.reshape(nt, r, h * w)
-            w2 = w_me.view(r, c)
+            # under autocast the squeeze ran in lower precision: its gradient and weight are cast
+            # to the dtype of xs's gradient, and the weight's gradient back to the weight's
+            gs = g_squeezed.reshape(nt, r, h * w).to(g.dtype)
+            w2 = w_me.view(r, c).to(g.dtype)
             g.view(nt, c, h * w).baddbmm_(w2.t().expand(nt, c, r), gs)  # 1x1 conv, input grad
             if ctx.needs_input_grad[2]:
                 scratch = shift(x, k, t)  # xs, recomputed
-                grad_w = torch.bmm(gs, scratch.view(nt, c, h * w).transpose(1, 2)).sum(0).view_as(w_me)
+                grad_w = torch.bmm(gs, scratch.view(nt, c, h * w).transpose(1, 2).to(g.dtype)).sum(0)
+                grad_w = grad_w.view_as(w_me).to(w_me.dtype)
         grad_x = shift_transpose(g, k, t) if ctx.needs_input_grad[0] else None
         grad_k = None
         if ctx.needs_input_grad[1]:
