@@ -102,7 +102,13 @@ def assert_paths_agree(module, ref_module, x, g, monkeypatch):
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("paths", ALL_SUBSETS, ids=lambda p: "+".join(p))
 def test_kernel_equals_pytorch_path(kernel, monkeypatch, paths, shape, training, layout):
-    """NCHW input, and channels_last input (the kernel's NHWC forward; the PyTorch path converts)."""
+    """NCHW input, and channels_last input (the kernel's NHWC passes; the PyTorch path converts)."""
+    assert_random_module_agrees(paths, shape, training, layout, monkeypatch)
+
+
+def assert_random_module_agrees(paths, shape, training, layout, monkeypatch):
+    """A randomised module with ``paths`` agrees on both paths for a random ``(N, T, C, H, W)``
+    input in ``layout`` ("nchw" or "nhwc")."""
     n, t, c, h, w = shape
     ref_module = randomised(c, t, paths).train(training)
     module = copy.deepcopy(ref_module)
@@ -129,13 +135,7 @@ def test_portable_kernel_equals_pytorch_path(kernel, portable_build, monkeypatch
     """The same agreement for the build without AVX-512 (row reductions and matrix products in
     plain loops), all three paths on the shapes with remainders in every tiling."""
     monkeypatch.setattr(_kernel, "kernels", lambda: portable_build if _cpp.enabled() else None)
-    n, t, c, h, w = shape
-    ref_module = randomised(c, t, PATHS).train(training)
-    module = copy.deepcopy(ref_module)
-    x, g = torch.randn(n * t, c, h, w), torch.randn(n * t, c, h, w)
-    if layout == "nhwc":
-        x = x.contiguous(memory_format=torch.channels_last)
-    assert_paths_agree(module, ref_module, x, g, monkeypatch)
+    assert_random_module_agrees(PATHS, shape, training, layout, monkeypatch)
 
 
 def test_kernel_matches_spec_reference(kernel):

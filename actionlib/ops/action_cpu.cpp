@@ -270,6 +270,18 @@ inline void region_sizes(const Shape& s, double* area) {
     for (int b = 0; b < 3; ++b) area[a * 3 + b] = rows[a] * cols[b];
 }
 
+// Nine region sums of a map from its total, the sums of its first / last row and column, and its
+// corners (0, 0), (0, W-1), (H-1, 0), (H-1, W-1): tap (a, b) leaves out a row and a column at the
+// edge (or none), and the corner where both meet is added back.
+inline void region_sums_of_edges(double total, double first_row, double last_row, double first_col,
+                                 double last_col, const double* corners, double* v) {
+  const double row_out[3] = {last_row, 0.0, first_row};  // what tap a leaves out
+  const double col_out[3] = {last_col, 0.0, first_col};
+  const double corner[3][3] = {{corners[3], 0.0, corners[2]}, {0, 0, 0}, {corners[1], 0.0, corners[0]}};
+  for (int a = 0; a < 3; ++a)
+    for (int b = 0; b < 3; ++b) v[a * 3 + b] = total - row_out[a] - col_out[b] + corner[a][b];
+}
+
 // Nine region sums of one H x W map, given the sum of all of it: only the edges are read.
 inline void region_sums_from(const float* m, const Shape& s, double total, double* v) {
   const float first_row = sum_row(m, s.w), last_row = sum_row(m + (s.h - 1) * s.w, s.w);
@@ -278,11 +290,8 @@ inline void region_sums_from(const float* m, const Shape& s, double total, doubl
     first_col += m[y * s.w];
     last_col += m[y * s.w + s.w - 1];
   }
-  const double row_out[3] = {last_row, 0.0, first_row};  // what tap a leaves out
-  const double col_out[3] = {last_col, 0.0, first_col};
-  const double corner[3][3] = {{m[s.p - 1], 0.0, m[(s.h - 1) * s.w]}, {0, 0, 0}, {m[s.w - 1], 0.0, m[0]}};
-  for (int a = 0; a < 3; ++a)
-    for (int b = 0; b < 3; ++b) v[a * 3 + b] = total - row_out[a] - col_out[b] + corner[a][b];
+  const double corners[4] = {m[0], m[s.w - 1], m[(s.h - 1) * s.w], m[s.p - 1]};
+  region_sums_of_edges(total, first_row, last_row, first_col, last_col, corners, v);
 }
 
 // Nine region sums of one H x W map.
@@ -800,15 +809,13 @@ std::vector<Tensor> action_forward_nhwc(Tensor x, Tensor k, int64_t t, bool ste,
       }
       for (int64_t c = 0; c < s.c; ++c) {
         if (smp) smp[c * s.nt + f] = all[c] / s.p;
-        if (rsxp) {  // as region_sums_from: tap (a, b) leaves out a row / column at the map's edge
+        if (rsxp) {
           const float* ed = edge.data() + c;
           const float* co = corner.data() + c;
-          const double row_out[3] = {ed[s.c], 0.0, ed[0]};  // last row, -, first row
-          const double col_out[3] = {ed[3 * s.c], 0.0, ed[2 * s.c]};
-          const double cor[3][3] = {{co[3 * s.c], 0.0, co[2 * s.c]}, {0, 0, 0}, {co[s.c], 0.0, co[0]}};
-          for (int a = 0; a < 3; ++a)
-            for (int bb = 0; bb < 3; ++bb)
-              rsxp[c * s.nt * 9 + f * 9 + a * 3 + bb] = float(double(all[c]) - row_out[a] - col_out[bb] + cor[a][bb]);
+          const double corners[4] = {co[0], co[s.c], co[2 * s.c], co[3 * s.c]};
+          double v[9];
+          region_sums_of_edges(all[c], ed[0], ed[s.c], ed[2 * s.c], ed[3 * s.c], corners, v);
+          for (int ab = 0; ab < 9; ++ab) rsxp[c * s.nt * 9 + f * 9 + ab] = float(v[ab]);
         }
       }
       if (sqw)  // sq[f]^T (P, r) = xs[f] (P, C) @ W^T (C, r), stored column-major: (r, P)
