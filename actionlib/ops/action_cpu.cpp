@@ -31,6 +31,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <unordered_map>
@@ -700,7 +701,8 @@ std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool
           for (int64_t i = 0; i < s.p; ++i) cmp[f * s.p + i] /= s.c;
         if (sqw) gemm(w_me, {xsp + f * s.c * s.p, 0, s.p, 1}, sqw + f * r_me * s.p, s.p, 1, s.c, s.p, 0, r_me);
       });
-  const Gates gt = forward_gates(s, st, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, factor, eps, me_dw, me_ex);
+  const Gates gt = forward_gates(s, st, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, factor,
+                                 eps, me_dw, me_ex);
   // F2: out = xs * (gate_c + gate_s), in place [xs recomputed from x]
   const float* gc = fp(gt.gate_c);
   const float* gs = ste ? fp(gt.g1) : nullptr;
@@ -754,6 +756,33 @@ inline void add_to(float* acc, const float* row, int64_t n) {
   for (int64_t i = 0; i < n; ++i) acc[i] += row[i];
 }
 
+// The shift weights k (C, 3) as three rows of C, k0 / k1 / k2, for the NHWC passes.
+Tensor shift_rows(const Tensor& k, int64_t c) { return k.reshape({c, 3}).t().contiguous(); }
+
+// for_each_xs_row for channels_last x: the pixels of xs = shift(x), frame by frame (frames in
+// parallel, pixels in order inside a frame), each a row of C written into `keep` or a per-thread
+// buffer and handed to pixel_fn(f, p, row); frame_done(f) follows each frame's last pixel.
+template <class PixelFn, class FrameFn>
+void for_each_xs_pixel(const float* x, const Tensor& rows, const Shape& s, float* keep, PixelFn&& pixel_fn,
+                       FrameFn&& frame_done) {
+  const float *k0 = fp(rows), *k1 = k0 + s.c, *k2 = k1 + s.c;
+  const int64_t frame = s.p * s.c;
+  at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
+    std::vector<float> buf(keep ? 0 : s.c);
+    for (int64_t f = b; f < e; ++f) {
+      const int64_t tt = f % s.t;
+      for (int64_t p = 0; p < s.p; ++p) {
+        const float* cur = x + f * frame + p * s.c;
+        float* o = keep ? keep + f * frame + p * s.c : buf.data();
+        shift_scale_pixel(tt > 0 ? cur - frame : nullptr, cur, tt + 1 < s.t ? cur + frame : nullptr, k0, k1, k2,
+                          nullptr, 0.f, o, s.c);
+        pixel_fn(f, p, static_cast<const float*>(o));
+      }
+      frame_done(f);
+    }
+  });
+}
+
 // action_forward on channels_last x (memory (NT, H, W, C)); the output is channels_last too. F1 and
 // F2 walk the pixels of a frame, each a row of C channels: the channel mean is a row sum, the
 // spatial mean and ME's region sums are sums of rows (all of them; the first and last row and
@@ -775,53 +804,54 @@ std::vector<Tensor> action_forward_nhwc(Tensor x, Tensor k, int64_t t, bool ste,
   float* rsxp = ptr_or_null(st.rsx);
   float* sqw = ptr_or_null(st.sq);
   const int64_t r_me = me ? me_sq.size(0) : 0;
-  const Tensor kt = k.reshape({s.c, 3}).t().contiguous();  // (3, C): k0, k1, k2 as rows
+  const Tensor kt = shift_rows(k, s.c);
   const float *k0 = fp(kt), *k1 = k0 + s.c, *k2 = k1 + s.c;
   const Tensor w_t = squeeze ? me_sq.reshape({r_me, s.c}).t().contiguous() : Tensor();  // W^T (C, r)
   const int64_t frame = s.p * s.c;
-  // F1: frames in parallel, the pixels of a frame in order
-  at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
-    const bool sums = smp || rsxp;
-    std::vector<float> buf(squeeze ? 0 : s.c), all(sums ? s.c : 0);
-    // first row, last row, first column, last column; corners (0, 0), (0, W-1), (H-1, 0), (H-1, W-1)
-    std::vector<float> edge(rsxp ? 4 * s.c : 0), corner(rsxp ? 4 * s.c : 0);
-    for (int64_t f = b; f < e; ++f) {
-      const int64_t tt = f % s.t;
-      std::fill(all.begin(), all.end(), 0.f);
-      std::fill(edge.begin(), edge.end(), 0.f);
-      for (int64_t p = 0; p < s.p; ++p) {
-        const float* cur = xp + f * frame + p * s.c;
-        float* o = squeeze ? outp + f * frame + p * s.c : buf.data();
-        shift_scale_pixel(tt > 0 ? cur - frame : nullptr, cur, tt + 1 < s.t ? cur + frame : nullptr, k0, k1, k2,
-                          nullptr, 0.f, o, s.c);
+  // F1. Per frame: the sum of its pixels and, for ME's region sums, of its first row, last row,
+  // first column, last column, and its corners (0, 0), (0, W-1), (H-1, 0), (H-1, W-1)
+  // (each frame's slices are zeroed at its first pixel, by the thread that sums them)
+  const bool sums = smp || rsxp;
+  std::unique_ptr<float[]> all(new float[sums ? s.nt * s.c : 0]), edge(new float[rsxp ? s.nt * 4 * s.c : 0]),
+      corner(new float[rsxp ? s.nt * 4 * s.c : 0]);
+  for_each_xs_pixel(
+      xp, kt, s, squeeze ? outp : nullptr,
+      [&](int64_t f, int64_t p, const float* o) {
         if (cmp) cmp[f * s.p + p] = sum_row(o, s.c) / s.c;
-        if (sums) add_to(all.data(), o, s.c);
+        if (sums) {
+          if (p == 0) std::fill(all.get() + f * s.c, all.get() + (f + 1) * s.c, 0.f);
+          add_to(all.get() + f * s.c, o, s.c);
+        }
         if (rsxp) {
+          float* ed = edge.get() + f * 4 * s.c;
+          if (p == 0) std::fill(ed, ed + 4 * s.c, 0.f);
           const int64_t y = p / s.w, xx = p % s.w;
           const bool top = y == 0, bottom = y == s.h - 1, left = xx == 0, right = xx == s.w - 1;
-          if (top) add_to(edge.data(), o, s.c);
-          if (bottom) add_to(edge.data() + s.c, o, s.c);
-          if (left) add_to(edge.data() + 2 * s.c, o, s.c);
-          if (right) add_to(edge.data() + 3 * s.c, o, s.c);
+          if (top) add_to(ed, o, s.c);
+          if (bottom) add_to(ed + s.c, o, s.c);
+          if (left) add_to(ed + 2 * s.c, o, s.c);
+          if (right) add_to(ed + 3 * s.c, o, s.c);
           for (int j = 0; j < 4; ++j)
-            if ((j < 2 ? top : bottom) && (j % 2 ? right : left)) std::copy(o, o + s.c, corner.data() + j * s.c);
+            if ((j < 2 ? top : bottom) && (j % 2 ? right : left))
+              std::copy(o, o + s.c, corner.get() + (f * 4 + j) * s.c);
         }
-      }
-      for (int64_t c = 0; c < s.c; ++c) {
-        if (smp) smp[c * s.nt + f] = all[c] / s.p;
-        if (rsxp) {
-          const float* ed = edge.data() + c;
-          const float* co = corner.data() + c;
-          const double corners[4] = {co[0], co[s.c], co[2 * s.c], co[3 * s.c]};
-          double v[9];
-          region_sums_of_edges(all[c], ed[0], ed[s.c], ed[2 * s.c], ed[3 * s.c], corners, v);
-          for (int ab = 0; ab < 9; ++ab) rsxp[c * s.nt * 9 + f * 9 + ab] = float(v[ab]);
+      },
+      [&](int64_t f) {
+        for (int64_t c = 0; c < s.c; ++c) {
+          const float total = sums ? all[f * s.c + c] : 0.f;
+          if (smp) smp[c * s.nt + f] = total / s.p;
+          if (rsxp) {
+            const float* ed = edge.get() + f * 4 * s.c + c;
+            const float* co = corner.get() + f * 4 * s.c + c;
+            const double corners[4] = {co[0], co[s.c], co[2 * s.c], co[3 * s.c]};
+            double v[9];
+            region_sums_of_edges(total, ed[0], ed[s.c], ed[2 * s.c], ed[3 * s.c], corners, v);
+            for (int ab = 0; ab < 9; ++ab) rsxp[c * s.nt * 9 + f * 9 + ab] = float(v[ab]);
+          }
         }
-      }
-      if (sqw)  // sq[f]^T (P, r) = xs[f] (P, C) @ W^T (C, r), stored column-major: (r, P)
-        gemm({outp + f * frame, 0, s.c, 1}, {fp(w_t), 0, r_me, 1}, sqw + f * r_me * s.p, -s.p, 1, s.c, r_me, 0, s.p);
-    }
-  });
+        if (sqw)  // sq[f]^T (P, r) = xs[f] (P, C) @ W^T (C, r), stored column-major: (r, P)
+          gemm({outp + f * frame, 0, s.c, 1}, {fp(w_t), 0, r_me, 1}, sqw + f * r_me * s.p, -s.p, 1, s.c, r_me, 0, s.p);
+      });
   const Gates gt = forward_gates(s, st, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, factor,
                                  eps, me_dw, me_ex);
   // F2: out = xs * (gate_c + gate_s), pixel by pixel [in place on xs, or xs recomputed from x]
@@ -979,32 +1009,24 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
   float* dgc = (ce || me) ? d_gc.data_ptr<float>() : nullptr;
   float* dgs = ste ? d_gs.data_ptr<float>() : nullptr;
   // the shift weights as three rows of C, for the NHWC passes
-  const Tensor kt = nhwc ? k.reshape({s.c, 3}).t().contiguous() : empty;
+  const Tensor kt = nhwc ? shift_rows(k, s.c) : empty;
   const float* k0 = nhwc ? fp(kt) : nullptr;
   const float *k1 = k0 + s.c, *k2 = k1 + s.c;
   const int64_t frame = s.c * s.p;
   // B1: recompute xs; d gate_c = sum_p g * xs, d gate_s = sum_c g * xs
-  if (nhwc) {  // frames in parallel, pixels in order
-    at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
-      std::vector<float> buf(xsp ? 0 : s.c);
-      for (int64_t f = b; f < e; ++f) {
-        const int64_t tt = f % s.t;
-        for (int64_t p = 0; p < s.p; ++p) {
-          const int64_t at_ = f * frame + p * s.c;
-          const float* cur = xp + at_;
-          float* o = xsp ? xsp + at_ : buf.data();
-          shift_scale_pixel(tt > 0 ? cur - frame : nullptr, cur, tt + 1 < s.t ? cur + frame : nullptr, k0, k1, k2,
-                            nullptr, 0.f, o, s.c);
-          const float* gr = gp + at_;
+  if (nhwc) {
+    for_each_xs_pixel(
+        xp, kt, s, xsp,
+        [&](int64_t f, int64_t p, const float* o) {
+          const float* gr = gp + (f * s.p + p) * s.c;
           if (dgs) dgs[f * s.p + p] = dot_row(gr, o, s.c);
           if (dgc) {
             float* dgcf = dgc + f * s.c;
 #pragma omp simd
             for (int64_t i = 0; i < s.c; ++i) dgcf[i] += gr[i] * o[i];
           }
-        }
-      }
-    });
+        },
+        [](int64_t) {});
   } else {
     for_each_xs_row(
         xp, kp, s, xsp,
