@@ -13,6 +13,10 @@ C++ may differ: the Python wrapper is this tree's. With ``--rev`` at the tree's 
 "tree / rev" figure shows the noise left.
 
     python benchmarks/kernel_ab.py [--rev HEAD] [--repeats 11] [--threads 2] [--modes train,infer]
+                                   [--channels-last]
+
+With ``--channels-last`` both models run NHWC (``actionlib.models.to_channels_last``); the
+revision's kernel must have the NHWC passes then (a79b469 or later).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from torch import nn
 
 import actionlib
 from actionlib import _cpp
+from actionlib.models import to_channels_last
 from actionlib.ops import _kernel
 
 SOURCE = "actionlib/ops/action_cpu.cpp"
@@ -41,7 +46,8 @@ def kernel_at(rev: str):
         src = subprocess.run(["git", "show", f"{rev}:{SOURCE}"], cwd=root, capture_output=True, text=True, check=True).stdout
     except subprocess.CalledProcessError as err:
         sys.exit(f"kernel_ab: cannot read {SOURCE} at {rev!r}: {err.stderr.strip()}")
-    mod = _cpp.load_extension("action_module_ab", src, ("action_forward", "action_backward"))
+    names = [f for f in ("action_forward", "action_forward_nhwc", "action_backward") if f"{f}(" in src]
+    mod = _cpp.load_extension("action_module_ab", src, tuple(names))
     if mod is None:
         sys.exit(f"kernel_ab: the kernel at {rev} did not build (see the warning above)")
     return mod
@@ -69,6 +75,7 @@ def main() -> None:
     p.add_argument("--clips", type=int, default=2)
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--size", type=int, default=112)
+    p.add_argument("--channels-last", action="store_true", help="both models NHWC (to_channels_last)")
     args = p.parse_args()
     modes = [m for m in args.modes.split(",") if m]
     if not modes or any(m not in ("train", "infer") for m in modes):
@@ -84,6 +91,11 @@ def main() -> None:
     y = torch.zeros(args.clips, dtype=torch.long)
     tsn = actionlib.build_model("tsn", "resnet50", 174, args.frames)
     action = actionlib.build_model("action", "resnet50", 174, args.frames)
+    if args.channels_last:
+        if not hasattr(kernels["rev"], "action_forward_nhwc"):
+            sys.exit(f"kernel_ab: the kernel at {args.rev} has no NHWC passes (--channels-last)")
+        to_channels_last(tsn)
+        to_channels_last(action)
     times: dict[tuple[str, str], list[float]] = {}
     loader = _kernel.kernels
     try:
@@ -102,7 +114,8 @@ def main() -> None:
     finally:
         _kernel.kernels = loader
 
-    print(f"ResNet-50, {args.clips} clips x {args.frames} frames x {args.size}x{args.size}, "
+    layout = "channels_last" if args.channels_last else "NCHW"
+    print(f"ResNet-50 ({layout}), {args.clips} clips x {args.frames} frames x {args.size}x{args.size}, "
           f"{args.threads} threads, medians of {args.repeats} rounds")  # fmt: skip
     for mode in modes:
         med = {name: statistics.median(times[name, mode]) * 1e3 for name in ("tsn", "rev", "tree")}
