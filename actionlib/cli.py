@@ -15,6 +15,7 @@ COMMANDS = {
     "profile": "actionlib.profiling",
     "train": "actionlib.engine.train_cmd",
     "eval": "actionlib.engine.eval_cmd",
+    "runs": "actionlib.engine.runs_cmd",
     "reproduce": "actionlib.reproduce",
     "synth": "actionlib.data.synthetic",
     "cam": "actionlib.cam.cli",

@@ -54,4 +54,4 @@ def test_torchrun_two_processes_agree_with_single_process(tmp_path):
     for k, v in wb["model"].items():
         torch.testing.assert_close(wa["model"][k], v, rtol=1e-4, atol=1e-5)
     # rank 0 alone wrote the run folder
-    assert sorted(p.name for p in Path(ddp["run_dir"]).iterdir()) == ["best.pt", "config.yaml", "last.pt", "metrics.csv", "summary.json"]
+    assert sorted(p.name for p in Path(ddp["run_dir"]).iterdir()) == ["best.pt", "config.yaml", "identity.json", "last.pt", "metrics.csv", "summary.json"]

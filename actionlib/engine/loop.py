@@ -3,7 +3,8 @@
 A run lives in ``<runs>/<name>-<key>/`` where ``key`` hashes the resolved config (runtime-only
 fields left out) and the data identity. The folder holds ``last.pt`` (each epoch and every
 ``checkpoint_every_steps``), ``best.pt`` (best validation top-1), ``metrics.csv`` (one row per
-epoch), ``config.yaml``, TensorBoard events under ``tb/`` and, once finished, ``summary.json``.
+epoch), ``config.yaml``, ``identity.json`` (run key, code and data identity: see
+``actionlib.engine.runs``), TensorBoard events under ``tb/`` and, once finished, ``summary.json``.
 Asking ``fit`` for a finished run returns its summary without training (``cached=True``); an
 unfinished run with a ``last.pt`` resumes from it (``resume="auto"``). Accuracies are percent.
 """
@@ -31,6 +32,7 @@ from . import distributed as D
 from .checkpoint import FORMAT, load_checkpoint, load_model_weights, rng_state, save_atomic, set_rng_state
 from .config import TrainConfig, runs_root
 from .data import build_datasets, class_names, data_identity, make_loader
+from .runs import IDENTITY_FILE, identity_text
 
 log = logging.getLogger(__name__)
 
@@ -328,7 +330,8 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo, resume, train
         train_ds, val_ds = build_datasets(cfg, uint8=True)  # normalised per batch on the device
     classes = class_names(train_ds)
     num_classes = cfg.num_classes or len(classes)
-    key = cfg.run_key(data_identity(cfg, train_ds, val_ds))
+    data_id = data_identity(cfg, train_ds, val_ds)
+    key = cfg.run_key(data_id)
     root = runs_root(cfg)
     run_dir = find_run_dir(root, key) or root / f"{cfg.run_name or f'{cfg.arch}-{cfg.backbone}-{cfg.dataset}'}-{key}"
 
@@ -357,6 +360,7 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo, resume, train
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg.to_yaml(run_dir / "config.yaml")
+        _write_text_atomic(run_dir / IDENTITY_FILE, identity_text(key, data_id))  # for `actionlib runs`
     D.barrier(info)
 
     # ---- model, optimiser, schedule
