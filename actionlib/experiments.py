@@ -122,6 +122,13 @@ PROFILE_SETTINGS: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
     "paper": {"*": ("paper-{dataset}", {})},
 }
 
+# profile -> notebook -> how many seeds each model is trained with (default 1). On the synthetic
+# benchmark one run of a model says little (seeds move ACTION's top-1 between ~25 and ~78), so
+# the quick profile's two comparisons that carry the paper's claims train every model with three.
+PROFILE_SEEDS: dict[str, dict[str, int]] = {
+    "quick": {"01_main_comparison": 3, "02_path_ablation": 3},
+}
+
 
 @dataclass
 class Plan:
@@ -137,6 +144,7 @@ class Plan:
     seed: int = 0
     notes: list[str] = field(default_factory=list)
     cost_segments: int = 8  # T of the params / GMACs columns: the paper's 8 unless segments was given
+    seeds: tuple[int, ...] = (0,)  # every model is trained once per seed (configs hold the first)
 
     def table(self) -> pd.DataFrame:
         """The resolved configurations, one row per model (what would be trained)."""
@@ -197,6 +205,7 @@ def plan(
     backbone: str | None = None,
     segments: int | None = None,
     seed: int = 0,
+    n_seeds: int | None = None,
     variants: Sequence[Variant] | None = None,
     **overrides: Any,
 ) -> Plan:
@@ -211,7 +220,9 @@ def plan(
             root, so notebooks, nbval and ``actionlib reproduce`` share data and run cache).
         backbone: default the recipe's (``paper``: ResNet-50; ``smoke`` / ``quick``: ResNet-18).
         segments: frames per clip; default the recipe's (``paper``: 8).
-        seed: training seed.
+        seed: training seed (the first one, with ``n_seeds``).
+        n_seeds: train every model with seeds ``seed, seed + 1, ...``; ``results_table`` then
+            reports means and spreads. Default: the profile's (``PROFILE_SEEDS``; else 1).
         variants: replace the notebook's models.
         **overrides: any further ``TrainConfig`` field.
     """
@@ -225,6 +236,9 @@ def plan(
         if dataset not in PAPER_DATASETS:
             raise ValueError(f"profile 'paper' trains on {list(PAPER_DATASETS)}, got dataset {dataset!r}")
     recipe = recipe_tpl.format(dataset=dataset)
+    n_seeds = PROFILE_SEEDS.get(profile, {}).get(notebook, 1) if n_seeds is None else n_seeds
+    if isinstance(n_seeds, bool) or not isinstance(n_seeds, int) or n_seeds < 1:
+        raise ValueError(f"n_seeds must be a positive integer (or None: the profile's), got {n_seeds!r}")
     common = {**base, **overrides, "seed": seed}
     if dataset is not None and profile != "paper":
         common["dataset"] = dataset
@@ -253,9 +267,13 @@ def plan(
     notes = [f"profile {profile}: recipe {recipe!r}" + (f" with {_fmt(base)}" if _fmt(base) != "-" else "")]
     if overrides:
         notes.append(f"notebook overrides: {_fmt(overrides)}")
+    seeds = tuple(range(seed, seed + n_seeds))
+    if n_seeds > 1:
+        notes.append(f"seeds {', '.join(map(str, seeds))}: every model trained once per seed; top1 / top5 are the "
+                     "means, top1_sd the standard deviation and top1_runs the top-1 of each seed")  # fmt: skip
     return Plan(notebook, profile, configs[0].dataset if configs else cfg0.dataset, recipe,
                 configs[0].num_segments if configs else cfg0.num_segments, chosen, configs, seed, notes,
-                cost_segments=int(segments) if segments is not None else 8)  # fmt: skip
+                cost_segments=int(segments) if segments is not None else 8, seeds=seeds)  # fmt: skip
 
 
 def _fmt(d: dict[str, Any]) -> str:
@@ -265,20 +283,21 @@ def _fmt(d: dict[str, Any]) -> str:
 def run_plan(plan: Plan, *, dry_run: bool = False) -> pd.DataFrame:
     """Train every model of ``plan`` (finished runs come from the engine's cache).
 
-    Returns one row per model: ``model, arch, backbone, paths, stages, every, segments, classes, top1,
-    top5, best_epoch, wall_time_s, cached, run_dir``. With ``dry_run`` nothing is trained and the metrics
-    are NaN (the configurations are still fully resolved, see ``Plan.table``).
+    Returns one row per model and seed: ``model, arch, backbone, paths, stages, every, segments, seed,
+    classes, top1, top5, best_epoch, wall_time_s, cached, run_dir``. With ``dry_run`` nothing is
+    trained and the metrics are NaN (the configurations are still fully resolved, see ``Plan.table``).
     """
     rows = []
-    for v, cfg in zip(plan.variants, plan.configs):
-        row = _identity(v, cfg)
+    for v, cfg0, seed in ((v, c, s) for v, c in zip(plan.variants, plan.configs) for s in plan.seeds):
+        cfg = cfg0 if seed == cfg0.seed else cfg0.replace(seed=seed)
+        row = {**_identity(v, cfg), "seed": seed}
         if dry_run:
             row.update(classes=math.nan, top1=math.nan, top5=math.nan, best_epoch=math.nan,
                        wall_time_s=math.nan, cached=False, run_dir="")  # fmt: skip
         else:
             from .engine import fit
 
-            log.info("%s: training %s %s (%s)", plan.notebook, v.label, cfg.backbone, plan.recipe)
+            log.info("%s: training %s %s (%s, seed %d)", plan.notebook, v.label, cfg.backbone, plan.recipe, seed)
             t0 = time.perf_counter()
             res = fit(cfg)
             row.update(
@@ -343,13 +362,32 @@ def results_table(plan: Plan, runs: pd.DataFrame) -> pd.DataFrame:
     """
     from . import reporting
 
+    runs, spread = _over_seeds(runs)
     costs = cost_table(plan.variants, backbone=plan.configs[0].backbone, segments=plan.cost_segments)
     merged = runs.merge(costs[["model", "backbone", "params_m", "gmacs", "modules"]], on=["model", "backbone"])
     merged = reporting.add_reference_top1(merged, plan.dataset)
     merged = reporting.add_reference_sizes(merged, segments=plan.cost_segments)
-    cols = ["model", "arch", "backbone", "paths", "stages", "every", "classes", "top1", "top1_ref", "top1_diff", "top5",
-            "params_m", "params_m_ref", "params_m_diff", "gmacs", "gmacs_ref", "gmacs_diff", "modules"]  # fmt: skip
+    cols = ["model", "arch", "backbone", "paths", "stages", "every", "classes", "top1", *spread, "top1_ref",
+            "top1_diff", "top5", "params_m", "params_m_ref", "params_m_diff", "gmacs", "gmacs_ref", "gmacs_diff",
+            "modules"]  # fmt: skip
     return merged[cols]
+
+
+def _over_seeds(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """One row per model from ``run_plan``'s rows: with several seeds, top1 / top5 become means
+    (2 decimals) and ``top1_sd`` (sample standard deviation) and ``top1_runs`` (each seed's top-1,
+    in seed order) are added; with one seed per model the rows are returned as they are."""
+    if "seed" not in runs or runs.groupby(["model", "backbone"], sort=False).size().max() <= 1:
+        return runs, []
+    rows = []
+    for _, part in runs.sort_values("seed", kind="stable").groupby(["model", "backbone"], sort=False):
+        row = part.iloc[0].to_dict()
+        top1 = part["top1"]
+        row.update(top1=round(float(top1.mean()), 2), top5=round(float(part["top5"].mean()), 2),
+                   top1_sd=round(float(top1.std(ddof=1)), 2), seeds=len(part),
+                   top1_runs="" if top1.isna().all() else " / ".join(f"{v:g}" for v in top1))  # fmt: skip
+        rows.append(row)
+    return pd.DataFrame(rows), ["top1_sd", "top1_runs", "seeds"]
 
 
 def check_accuracy(table: pd.DataFrame) -> None:
@@ -377,8 +415,24 @@ def dataset_info(plan: Plan) -> dict[str, Any]:
 # --- paper claims (spec section 7) ---------------------------------------------------------------
 
 
-def claims_main(table: pd.DataFrame) -> pd.DataFrame:
-    """Claim 1 per backbone: ACTION > TSM > TSN in top-1 (and the margins)."""
+def _per_seed(claims: pd.DataFrame, runs: pd.DataFrame | None, claim_fn, key: list[str]) -> pd.DataFrame:
+    """Add ``holds per seed`` ("k of n") to ``claims`` (computed on the seeds' means) when ``runs``
+    (``run_plan``'s rows) has several seeds: ``claim_fn`` applied to each seed's rows alone."""
+    if runs is None or claims.empty or "seed" not in runs or runs["seed"].nunique() <= 1:
+        return claims
+    seeds = sorted(runs["seed"].unique())
+    holds = [claim_fn(runs[runs["seed"] == s]).set_index(key)["holds"] for s in seeds]
+    counts = [sum(h.get(k) == "yes" for h in holds) for k in claims.set_index(key).index]
+    return claims.assign(**{"holds per seed": [f"{c} of {len(seeds)}" for c in counts]})
+
+
+def claims_main(table: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Claim 1 per backbone: ACTION > TSM > TSN in top-1 (and the margins). With ``runs``
+    (``run_plan``'s rows, several seeds): also in how many seeds it holds."""
+    return _per_seed(_claims_main(table), runs, _claims_main, ["backbone"])
+
+
+def _claims_main(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for b, part in table.groupby("backbone", sort=False):
         acc = part.set_index("arch")["top1"]
@@ -393,8 +447,13 @@ def claims_main(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def claims_ablation(table: pd.DataFrame) -> pd.DataFrame:
-    """Claim 2: each path alone beats TSN; all three together are best among the ACTION variants."""
+def claims_ablation(table: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Claim 2: each path alone beats TSN; all three together are best among the ACTION variants.
+    With ``runs`` (``run_plan``'s rows, several seeds): also in how many seeds each holds."""
+    return _per_seed(_claims_ablation(table), runs, _claims_ablation, ["claim"])
+
+
+def _claims_ablation(table: pd.DataFrame) -> pd.DataFrame:
     acc = table.set_index("model")["top1"]
     if acc.isna().any():
         return pd.DataFrame()

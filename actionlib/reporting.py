@@ -266,11 +266,13 @@ def _figure(width: float = 6.0, height: float = 4.0):
 
 
 def bar_plot(df: pd.DataFrame, x: str, y: str, *, hue: str | None = None, title: str = "", ylabel: str | None = None):
-    """A seaborn bar chart of ``y`` per ``x`` (optionally split by ``hue``); returns the figure."""
+    """A seaborn bar chart of ``y`` per ``x`` (optionally split by ``hue``); returns the figure.
+    Several rows per bar (e.g. one per seed): the bar is their mean, the whisker +- their standard
+    deviation."""
     import seaborn as sns
 
     fig, ax = _figure()
-    sns.barplot(data=df, x=x, y=y, hue=hue, ax=ax)
+    sns.barplot(data=df, x=x, y=y, hue=hue, errorbar="sd", ax=ax)
     ax.set_title(title)
     ax.set_ylabel(ylabel or y)
     ax.set_xlabel("")

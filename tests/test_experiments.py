@@ -80,6 +80,61 @@ def test_claims_and_accuracy_bands():
         ex.check_accuracy(table.assign(top5=[20.0, 80.0, 90.0]))
 
 
+def test_seeds_per_profile_and_validation():
+    assert ex.plan("01_main_comparison", "quick").seeds == (0, 1, 2)
+    assert ex.plan("02_path_ablation", "quick", seed=5).seeds == (5, 6, 7)
+    assert ex.plan("03_backbones", "quick").seeds == (0,) and ex.plan("01_main_comparison", "smoke").seeds == (0,)
+    plan = ex.plan("01_main_comparison", "smoke", n_seeds=2, seed=4)
+    assert plan.seeds == (4, 5) and all(c.seed == 4 for c in plan.configs) and "seeds 4, 5" in plan.notes[-1]
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="n_seeds must be a positive integer"):
+            ex.plan("01_main_comparison", "smoke", n_seeds=bad)
+
+
+def test_run_plan_trains_each_model_once_per_seed(monkeypatch):
+    import actionlib.engine as engine
+
+    plan = ex.plan("01_main_comparison", "smoke", n_seeds=3)
+    seen = []
+
+    def fake_fit(cfg):  # top-1 from the seed and the model, to check the bookkeeping
+        seen.append((cfg.arch, cfg.seed))
+        top1 = {"tsn": 10.0, "tsm": 20.0, "action": 30.0}[cfg.arch] + cfg.seed
+        return {"best_top1": top1, "best_top5": top1 + 50, "classes": ["a"] * 10, "best_epoch": 1, "run_dir": "r"}
+
+    monkeypatch.setattr(engine, "fit", fake_fit)
+    runs = ex.run_plan(plan)
+    assert seen == [(a, s) for a in ("tsn", "tsm", "action") for s in (0, 1, 2)]
+    assert list(runs["seed"]) == [0, 1, 2] * 3
+    # all other fields of the seeds' configs are the same
+    assert plan.configs[0].replace(seed=1).run_key("d") != plan.configs[0].run_key("d")
+
+    table = ex.results_table(plan, runs)
+    assert list(table["model"]) == ["TSN", "TSM", "ACTION"]
+    row = table.set_index("model").loc["ACTION"]
+    assert (row["top1"], row["top5"], row["top1_sd"], row["seeds"], row["top1_runs"]) == (31.0, 81.0, 1.0, 3, "30 / 31 / 32")
+    cols = list(table.columns)
+    assert cols.index("top1_sd") == cols.index("top1") + 1 and "seed" not in cols
+
+    one = ex.results_table(ex.plan("01_main_comparison", "smoke"), runs[runs["seed"] == 0])
+    assert "top1_sd" not in one and list(one["top1"]) == [10.0, 20.0, 30.0]  # one seed: as before
+
+
+def test_claims_count_the_seeds_where_they_hold():
+    runs = pd.DataFrame({"model": ["TSN", "TSM", "ACTION"] * 3, "arch": ["tsn", "tsm", "action"] * 3,
+                         "backbone": ["resnet18"] * 9, "seed": [0] * 3 + [1] * 3 + [2] * 3,
+                         "top1": [30.0, 50.0, 60.0, 30.0, 70.0, 60.0, 10.0, 20.0, 90.0]})  # fmt: skip
+    means = runs.groupby(["model", "arch", "backbone"], sort=False, as_index=False)["top1"].mean()
+    claims = ex.claims_main(means, runs)
+    assert claims.loc[0, "holds"] == "yes" and claims.loc[0, "holds per seed"] == "2 of 3"
+    assert "holds per seed" not in ex.claims_main(means, runs[runs["seed"] == 0])
+    abl = pd.DataFrame({"model": ["TSN", "STE", "CE", "ME", "STE+CE+ME"] * 2, "seed": [0] * 5 + [1] * 5,
+                        "top1": [10.0, 20, 5, 30, 40, 10, 20, 30, 5, 25]})  # fmt: skip
+    table = abl.groupby("model", sort=False, as_index=False)["top1"].mean()
+    got = ex.claims_ablation(table, abl).set_index("claim")["holds per seed"]
+    assert list(got) == ["2 of 2", "1 of 2", "1 of 2", "1 of 2"]
+
+
 @pytest.mark.parametrize("notebook", TRAINING_NOTEBOOKS)
 def test_notebook_paper_dry_run(notebook, tmp_path):
     """Each training notebook runs end to end on its paper configuration without training."""
