@@ -358,7 +358,9 @@ def results_table(plan: Plan, runs: pd.DataFrame) -> pd.DataFrame:
 
     Columns: ``model, backbone, top1, top1_ref, top1_diff, top5, params_m, params_m_ref,
     params_m_diff, gmacs, gmacs_ref, gmacs_diff`` (+ identity columns). References are blank where
-    none may be quoted (``reporting.REFERENCE_TOP1``, ``reporting.REFERENCE_SIZES``).
+    none may be quoted (``reporting.REFERENCE_TOP1``, ``reporting.REFERENCE_SIZES``). With several
+    seeds per model (``plan.seeds``), one row per model: top1 / top5 are the means, followed by
+    ``top1_sd``, ``top1_runs`` and ``seeds``.
     """
     from . import reporting
 
