@@ -979,6 +979,17 @@ void backward_b23_nhwc(const Shape& s, const Tensor& g, const Tensor& x, const f
   }
 }
 
+// Pass B1 on one row (n values) of g and of xs: their dot product into *dot, their products added
+// into acc (either may be null). NCHW rows are channels (dot: d gate_c, acc: d gate_s's frame);
+// NHWC rows are pixels (dot: d gate_s, acc: d gate_c's frame).
+inline void dot_and_accumulate(const float* g, const float* xs, int64_t n, float* dot, float* acc) {
+  if (dot) *dot = dot_row(g, xs, n);
+  if (acc) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) acc[i] += g[i] * xs[i];
+  }
+}
+
 // Gradients {dx, dk, d ste_w, d ce_sq, d ce_t, d ce_ex, d me_sq, d bn_w, d bn_b, d me_dw, d me_ex}
 // (empty where a path is off), from grad_out g and the forward's saved tensors.
 std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, bool ste, bool ce, bool me,
@@ -1017,27 +1028,17 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
   if (nhwc) {
     for_each_xs_pixel(
         xp, kt, s, xsp,
-        [&](int64_t f, int64_t p, const float* o) {
-          const float* gr = gp + (f * s.p + p) * s.c;
-          if (dgs) dgs[f * s.p + p] = dot_row(gr, o, s.c);
-          if (dgc) {
-            float* dgcf = dgc + f * s.c;
-#pragma omp simd
-            for (int64_t i = 0; i < s.c; ++i) dgcf[i] += gr[i] * o[i];
-          }
+        [&](int64_t f, int64_t p, const float* o) {  // a pixel: d gate_s[f, p], d gate_c[f, :] +=
+          dot_and_accumulate(gp + (f * s.p + p) * s.c, o, s.c, dgs ? dgs + f * s.p + p : nullptr,
+                             dgc ? dgc + f * s.c : nullptr);
         },
         [](int64_t) {});
   } else {
     for_each_xs_row(
         xp, kp, s, xsp,
-        [&](int64_t f, int64_t c, const float* o) {
-          const float* gr = gp + (f * s.c + c) * s.p;
-          if (dgc) dgc[f * s.c + c] = dot_row(gr, o, s.p);
-          if (dgs) {
-            float* dgsf = dgs + f * s.p;
-#pragma omp simd
-            for (int64_t i = 0; i < s.p; ++i) dgsf[i] += gr[i] * o[i];
-          }
+        [&](int64_t f, int64_t c, const float* o) {  // a channel: d gate_c[f, c], d gate_s[f, :] +=
+          dot_and_accumulate(gp + (f * s.c + c) * s.p, o, s.p, dgc ? dgc + f * s.c + c : nullptr,
+                             dgs ? dgs + f * s.p : nullptr);
         },
         [](int64_t) {});
   }
