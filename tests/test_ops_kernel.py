@@ -291,3 +291,147 @@ def test_buffer_cache_off_gives_the_same_numbers(kernel, tmp_path):
     for off, on in zip(outputs["0"], outputs["64"]):
         assert torch.equal(off, on)
     assert torch.equal(outputs["0"][0], outputs["0"][2])  # and the repeated call agrees with itself
+
+
+# --- the module fused with the 1x1 convolution after it (inference, channels_last) -----------------
+
+# (N, T, C, H, W) and the convolution's output channels O: O not a multiple of 16; C = 200 in two
+# chunks of the channels (O = 512 makes the chunks 128 channels); one row; a map larger than a block
+FUSED = [((2, 4, 32, 5, 7), 40), ((1, 3, 200, 13, 11), 512), ((2, 3, 16, 1, 6), 64), ((1, 2, 32, 20, 21), 128)]
+
+
+def fused_pair(paths, c, t, o, seed=0):
+    """An evaluation-mode ACTION module and the 1x1 convolution after it, as a backbone holds them."""
+    from actionlib.models.backbones import Inserted
+
+    module = randomised(c, t, paths, seed).eval()
+    conv = torch.nn.Conv2d(c, o, 1, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=torch.Generator().manual_seed(seed + 1)))
+    return Inserted(module, conv)
+
+
+def nhwc(*shape):
+    return torch.randn(*shape).contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("case", FUSED, ids=lambda c: "x".join(map(str, c[0])) + f"-o{c[1]}")
+@pytest.mark.parametrize("paths", ALL_SUBSETS, ids=lambda p: "+".join(p))
+def test_fused_conv_equals_module_then_conv(kernel, paths, case):
+    """``conv(module(x))`` in one call equals the two one after the other, channels_last out."""
+    (n, t, c, h, w), o = case
+    pair = fused_pair(paths, c, t, o)
+    x = nhwc(n * t, c, h, w)
+    with torch.no_grad():
+        fused = _kernel.action_then_conv(pair.temporal, pair.net, x)
+        assert fused is not None
+        assert torch.equal(pair(x), fused)  # Inserted takes the fused path
+        ref = pair.net(pair.temporal(x))
+    assert fused.shape == ref.shape and fused.is_contiguous(memory_format=torch.channels_last)
+    assert rel_err(fused, ref) < 1e-5
+
+
+def test_fused_conv_applies_only_where_it_should(kernel, monkeypatch):
+    """Training, gradients, NCHW input, other convolutions and hooks take the two-step path."""
+    pair = fused_pair(PATHS, 32, 4, 24)
+    module, conv = pair.temporal, pair.net
+    x = nhwc(8, 32, 5, 5)
+
+    def fused(m=module, c=conv, x=x):
+        with torch.no_grad():
+            return _kernel.action_then_conv(m, c, x) is not None
+
+    assert fused()
+    assert not fused(x=x.contiguous())  # NCHW
+    assert _kernel.action_then_conv(module, conv, x.requires_grad_(True)) is None  # autograd wants out
+    x.requires_grad_(False)
+    assert not fused(m=copy.deepcopy(module).train())  # ME's BatchNorm on batch statistics
+    assert fused(m=randomised(32, 4, ("ste", "ce")).train())  # no BatchNorm: training mode is the same
+    for other in (
+        torch.nn.Conv2d(32, 24, 1),  # bias
+        torch.nn.Conv2d(32, 24, 3, padding=1, bias=False),
+        torch.nn.Conv2d(32, 24, 1, stride=2, bias=False),
+        torch.nn.Conv2d(32, 32, 1, groups=2, bias=False),
+        torch.nn.Conv2d(32, 24, 1, bias=False).double(),
+    ):
+        assert not fused(c=other)
+    for target in (module, conv):
+        handle = target.register_forward_hook(lambda *args: None)  # a hook must see the outputs
+        assert not fused()
+        handle.remove()
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda *args: None)
+    assert not fused()
+    handle.remove()
+    assert fused()
+    monkeypatch.setenv("ACTIONLIB_NO_CPP", "1")
+    assert not fused()
+
+
+def test_fused_conv_follows_weight_changes(kernel):
+    """The transposed weight kept between calls is made again when the weight changes: in place,
+    by load_state_dict, or replaced by another tensor."""
+    pair = fused_pair(PATHS, 32, 4, 24).eval()
+    x = nhwc(8, 32, 5, 5)
+    with torch.no_grad():
+        y = pair(x)
+        pair.net.weight.mul_(2)
+        assert rel_err(pair(x), 2 * y) < 1e-6
+        state = {k: v * 3 for k, v in pair.net.state_dict().items()}
+        pair.net.load_state_dict(state)
+        assert rel_err(pair(x), 6 * y) < 1e-6
+        pair.net.weight = torch.nn.Parameter(pair.net.weight / 6)
+        assert rel_err(pair(x), y) < 1e-6
+    assert "_conv_weight_t" in pair.temporal.__dict__
+    assert "_conv_weight_t" not in copy.deepcopy(pair.temporal).__dict__  # not copied, not pickled
+
+
+def test_fused_conv_is_deterministic(kernel):
+    """Reruns, one thread and two give the same numbers bitwise."""
+    pair = fused_pair(PATHS, 200, 3, 512)
+    x = nhwc(6, 200, 9, 9)
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for n in (threads, 1, 2):
+            torch.set_num_threads(n)
+            with torch.no_grad():
+                results.append(pair(x))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(results[0], r) for r in results[1:])
+
+
+def test_portable_fused_conv_equals_module_then_conv(kernel, portable_build, monkeypatch):
+    """The fused path of the build without AVX-512 (its matrix product in plain loops)."""
+    monkeypatch.setattr(_kernel, "kernels", lambda: portable_build if _cpp.enabled() else None)
+    (n, t, c, h, w), o = FUSED[1]
+    pair = fused_pair(PATHS, c, t, o)
+    x = nhwc(n * t, c, h, w)
+    with torch.no_grad():
+        fused = _kernel.action_then_conv(pair.temporal, pair.net, x)
+        ref = pair.net(pair.temporal(x))
+    assert rel_err(fused, ref) < 1e-5
+
+
+@pytest.mark.parametrize("backbone, modules", [("resnet50", 16), ("mobilenetv2", 10)])
+def test_channels_last_model_inference_fused(kernel, backbone, modules):
+    """A channels_last ACTION model in evaluation takes the fused path at every inserted module
+    (each sits before a 1x1 convolution: ResNet's conv1, the head of MobileNetV2's expansion
+    block) and gives the logits of the two-step path (forced by a hook on each ACTION module)."""
+    from actionlib.models import to_channels_last
+
+    torch.manual_seed(0)
+    model = to_channels_last(actionlib.build_model("action", backbone, 5, 4)).eval()
+    x = torch.randn(1, 4, 3, 64, 64)  # the last stage's maps are 2 x 2
+    calls = []
+    real = _kernel.action_then_conv
+    with torch.no_grad():
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_kernel, "action_then_conv", lambda *a: calls.append(real(*a)) or calls[-1])
+            fused = model(x)
+        assert len(calls) == modules and all(y is not None for y in calls)
+        handles = [m.register_forward_hook(lambda *a: None) for m in model.modules() if isinstance(m, ActionModule)]
+        ref = model(x)
+        for h in handles:
+            h.remove()
+    assert rel_err(fused, ref) < 1e-5

@@ -378,6 +378,10 @@ void gemm(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, int6
           bool add = false) {
   const int64_t col = ldc > 0 ? 1 : -ldc;  // from column j to column j + 1 of C
   int64_t j = 0;
+  if (n % 64 == 0) {
+    for (; j < n; j += 64) gemm_strip<6, 4>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, 0xFFFF, add);
+    return;
+  }
   for (; j + 48 <= n; j += 48) gemm_strip<8, 3>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, 0xFFFF, add);
   const int64_t rest = n - j;  // 0..47 columns left: one strip of 1-3 vectors
   const __mmask16 last = rest % 16 ? __mmask16((1u << (rest % 16)) - 1u) : __mmask16(0xFFFF);
@@ -521,10 +525,10 @@ struct Stats {
 };
 
 Stats stats_buffers(const Tensor& x, const Shape& s, bool ste, bool ce, bool me, bool batch_stats,
-                    const Tensor& me_sq, bool channels_last) {
+                    const Tensor& me_sq, bool channels_last, bool want_out = true) {
   const auto opt = x.options();
   const bool squeeze = me && batch_stats;
-  return {BufferCache::get().empty(x.sizes(), opt, channels_last),
+  return {want_out || squeeze ? BufferCache::get().empty(x.sizes(), opt, channels_last) : at::empty({0}, opt),
           ste ? at::zeros({s.nt, s.p}, opt) : at::empty({0}, opt),
           ce ? at::empty({s.c, s.nt}, opt) : at::empty({0}, opt),  // transposed: (C, NT)
           me && !squeeze ? at::empty({s.c, s.nt * 9}, opt) : at::empty({0}, opt),  // [c, f*9 + ab]
@@ -783,20 +787,21 @@ void for_each_xs_pixel(const float* x, const Tensor& rows, const Shape& s, float
   });
 }
 
-// action_forward on channels_last x (memory (NT, H, W, C)); the output is channels_last too. F1 and
-// F2 walk the pixels of a frame, each a row of C channels: the channel mean is a row sum, the
-// spatial mean and ME's region sums are sums of rows (all of them; the first and last row and
-// column of the map; the four corners). The statistics, the gates and the saved tensors are the
-// NCHW forward's (ME's squeeze is formed as sq[f]^T (P, r) = xs[f] (P, C) @ W^T (C, r) and stored
-// column-major, i.e. (r, P) like the NCHW one), so the backward pass is shared.
-std::vector<Tensor> action_forward_nhwc(Tensor x, Tensor k, int64_t t, bool ste, bool ce, bool me, Tensor ste_w,
-                                        Tensor ce_sq, Tensor ce_t, Tensor ce_ex, Tensor me_sq, Tensor bn_w,
-                                        Tensor bn_b, Tensor bn_rm, Tensor bn_rv, bool batch_stats, double factor,
-                                        double eps, Tensor me_dw, Tensor me_ex) {
+// F1 and the gate networks of the NHWC forward (action_forward_nhwc, action_conv1x1_nhwc); the output
+// buffer is allocated when `want_out` (or when it holds xs for ME's squeeze).
+struct NhwcGates {
+  Stats st;
+  Gates gt;
+  Tensor kt;  // the shift weights as three rows of C
+};
+
+NhwcGates nhwc_gates(const Tensor& x, const Tensor& k, int64_t t, bool ste, bool ce, bool me, Tensor ste_w, Tensor ce_sq,
+                     Tensor ce_t, Tensor ce_ex, Tensor me_sq, Tensor bn_w, Tensor bn_b, Tensor bn_rm, Tensor bn_rv,
+                     bool batch_stats, double factor, double eps, Tensor me_dw, Tensor me_ex, bool want_out) {
   TORCH_CHECK(x.dim() == 4 && x.is_contiguous(at::MemoryFormat::ChannelsLast), "x must be channels_last (N*T, C, H, W)");
   const Shape s = shape_of(x, t);
   const float* xp = x.data_ptr<float>();
-  const Stats st = stats_buffers(x, s, ste, ce, me, batch_stats, me_sq, true);
+  const Stats st = stats_buffers(x, s, ste, ce, me, batch_stats, me_sq, true, want_out);
   const bool squeeze = st.squeeze;
   float* outp = fp(st.out);  // holds xs between F1 and F2 when `squeeze`
   float* cmp = ptr_or_null(st.cm);
@@ -805,7 +810,6 @@ std::vector<Tensor> action_forward_nhwc(Tensor x, Tensor k, int64_t t, bool ste,
   float* sqw = ptr_or_null(st.sq);
   const int64_t r_me = me ? me_sq.size(0) : 0;
   const Tensor kt = shift_rows(k, s.c);
-  const float *k0 = fp(kt), *k1 = k0 + s.c, *k2 = k1 + s.c;
   const Tensor w_t = squeeze ? me_sq.reshape({r_me, s.c}).t().contiguous() : Tensor();  // W^T (C, r)
   const int64_t frame = s.p * s.c;
   // F1. Per frame: the sum of its pixels and, for ME's region sums, of its first row, last row,
@@ -852,8 +856,31 @@ std::vector<Tensor> action_forward_nhwc(Tensor x, Tensor k, int64_t t, bool ste,
         if (sqw)  // sq[f]^T (P, r) = xs[f] (P, C) @ W^T (C, r), stored column-major: (r, P)
           gemm({outp + f * frame, 0, s.c, 1}, {fp(w_t), 0, r_me, 1}, sqw + f * r_me * s.p, -s.p, 1, s.c, r_me, 0, s.p);
       });
-  const Gates gt = forward_gates(s, st, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, factor,
-                                 eps, me_dw, me_ex);
+  Gates gt = forward_gates(s, st, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, factor, eps,
+                           me_dw, me_ex);
+  return {st, std::move(gt), kt};
+}
+
+// action_forward on channels_last x (memory (NT, H, W, C)); the output is channels_last too. F1 and
+// F2 walk the pixels of a frame, each a row of C channels: the channel mean is a row sum, the
+// spatial mean and ME's region sums are sums of rows (all of them; the first and last row and
+// column of the map; the four corners). The statistics, the gates and the saved tensors are the
+// NCHW forward's (ME's squeeze is formed as sq[f]^T (P, r) = xs[f] (P, C) @ W^T (C, r) and stored
+// column-major, i.e. (r, P) like the NCHW one), so the backward pass is shared.
+std::vector<Tensor> action_forward_nhwc(Tensor x, Tensor k, int64_t t, bool ste, bool ce, bool me, Tensor ste_w,
+                                        Tensor ce_sq, Tensor ce_t, Tensor ce_ex, Tensor me_sq, Tensor bn_w,
+                                        Tensor bn_b, Tensor bn_rm, Tensor bn_rv, bool batch_stats, double factor,
+                                        double eps, Tensor me_dw, Tensor me_ex) {
+  const NhwcGates ng = nhwc_gates(x, k, t, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, batch_stats,
+                                  factor, eps, me_dw, me_ex, true);
+  const Stats& st = ng.st;
+  const Gates& gt = ng.gt;
+  const Shape s = shape_of(x, t);
+  const float* xp = x.data_ptr<float>();
+  const bool squeeze = st.squeeze;
+  float* outp = fp(st.out);
+  const float *k0 = fp(ng.kt), *k1 = k0 + s.c, *k2 = k1 + s.c;
+  const int64_t frame = s.p * s.c;
   // F2: out = xs * (gate_c + gate_s), pixel by pixel [in place on xs, or xs recomputed from x]
   const float* gc = fp(gt.gate_c);
   const float* gs = ste ? fp(gt.g1) : nullptr;
@@ -874,6 +901,60 @@ std::vector<Tensor> action_forward_nhwc(Tensor x, Tensor k, int64_t t, bool ste,
     }
   });
   return saved_list(st, gt);
+}
+
+// The module followed by a 1x1 convolution (no bias, stride 1), in evaluation: y = conv(out), out =
+// xs * (gate_c + gate_s) never stored. F1 and the gates as in action_forward_nhwc; then blocks of
+// pixels in parallel: a block's rows of out are formed in a per-thread buffer (~256 KB, it stays in
+// the L2 cache; rows padded so that they do not alias in L1) and multiplied at once by W^T (C, O),
+// O the convolution's output channels (w_t: the weight transposed, given by the caller, which keeps
+// it). y is (NT, O, H, W) channels_last. Each element of y is summed over c in order by one
+// accumulator, whatever the blocks and threads.
+Tensor action_conv1x1_nhwc(Tensor x, Tensor k, int64_t t, bool ste, bool ce, bool me, Tensor ste_w, Tensor ce_sq,
+                           Tensor ce_t, Tensor ce_ex, Tensor me_sq, Tensor bn_w, Tensor bn_b, Tensor bn_rm,
+                           Tensor bn_rv, double eps, Tensor me_dw, Tensor me_ex, Tensor w_t) {
+  TORCH_CHECK(w_t.dim() == 2 && w_t.size(0) == x.size(1) && w_t.is_contiguous(), "w_t must be (C, O) contiguous");
+  const int64_t o = w_t.size(1);
+  const NhwcGates ng = nhwc_gates(x, k, t, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, false,
+                                  0.0, eps, me_dw, me_ex, false);
+  const Shape s = shape_of(x, t);
+  const float* xp = x.data_ptr<float>();
+  const float *k0 = fp(ng.kt), *k1 = k0 + s.c, *k2 = k1 + s.c;
+  const float* gc = fp(ng.gt.gate_c);
+  const float* gs = ste ? fp(ng.gt.g1) : nullptr;
+  Tensor y = at::empty({s.nt, o, s.h, s.w}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  float* yp = fp(y);
+  const int64_t rows = s.nt * s.p, frame = s.p * s.c;
+  // Channels in chunks of kc, so that a chunk of W^T (kc, O) stays in the L2 cache while every
+  // block of pixels is multiplied by it; y sums the chunks in order ("add"), each element still
+  // in one accumulator. Blocks of pixels: at most ~256 KB of out, at least two per thread.
+  const int64_t kc = std::min(s.c, std::max<int64_t>(64, (int64_t(1) << 16) / o / 16 * 16));
+  const int64_t ld = kc % 256 ? kc : kc + 16;  // row stride of the buffer: 1 KB multiples alias in L1
+  const int64_t most = std::clamp<int64_t>((int64_t(1) << 16) / kc / 6 * 6, 6, 240);
+  const int64_t nblocks = std::max((rows + most - 1) / most, 2 * int64_t(at::get_num_threads()));
+  const int64_t block = ((rows + nblocks - 1) / nblocks + 5) / 6 * 6;
+  for (int64_t c0 = 0; c0 < s.c; c0 += kc) {
+    const int64_t nc = std::min(kc, s.c - c0);
+    at::parallel_for(0, (rows + block - 1) / block, 1, [&](int64_t b, int64_t e) {
+      std::vector<float> buf(block * ld);
+      for (int64_t i = b; i < e; ++i) {
+        const int64_t q0 = i * block, q1 = std::min(rows, q0 + block);
+        for (int64_t q = q0, f = q0 / s.p; q < q1;) {  // q = f * P + p: the pixels of frame f
+          const int64_t tt = f % s.t, end = std::min(q1, (f + 1) * s.p);
+          const bool prev = tt > 0, next = tt + 1 < s.t;
+          const float* a = gc + f * s.c + c0;
+          for (; q < end; ++q) {
+            const float* cur = xp + q * s.c + c0;
+            shift_scale_pixel(prev ? cur - frame : nullptr, cur, next ? cur + frame : nullptr, k0 + c0, k1 + c0,
+                              k2 + c0, a, gs ? gs[q] : 0.f, buf.data() + (q - q0) * ld, nc);
+          }
+          ++f;
+        }
+        gemm({buf.data(), 0, ld, 1}, {fp(w_t) + c0 * o, 0, o, 1}, yp + q0 * o, o, 1, nc, o, 0, q1 - q0, c0 > 0);
+      }
+    });
+  }
+  return y;
 }
 
 // B2+B3 on channels_last tensors: G = g * (gate_c + gate_s) + d cm / C + d sm / P + E, with ME's data
