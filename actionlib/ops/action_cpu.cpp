@@ -925,35 +925,35 @@ Tensor action_conv1x1_nhwc(Tensor x, Tensor k, int64_t t, bool ste, bool ce, boo
   Tensor y = at::empty({s.nt, o, s.h, s.w}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
   float* yp = fp(y);
   const int64_t rows = s.nt * s.p, frame = s.p * s.c;
-  // Channels in chunks of kc, so that a chunk of W^T (kc, O) stays in the L2 cache while every
-  // block of pixels is multiplied by it; y sums the chunks in order ("add"), each element still
-  // in one accumulator. Blocks of pixels: at most ~256 KB of out, at least two per thread.
+  // Blocks of pixels in parallel, at least one per thread; in each, the channels in chunks of kc,
+  // so that a chunk of W^T (kc, O) stays in the L2 cache while the block's rows are multiplied by
+  // it (at most ~256 KB of out per chunk). y sums the chunks in order ("add"), each element still
+  // in one accumulator.
   const int64_t kc = std::min(s.c, std::max<int64_t>(64, (int64_t(1) << 16) / o / 16 * 16));
   const int64_t ld = kc % 256 ? kc : kc + 16;  // row stride of the buffer: 1 KB multiples alias in L1
   const int64_t most = std::clamp<int64_t>((int64_t(1) << 16) / kc / 6 * 6, 6, 240);
-  const int64_t nblocks = std::max((rows + most - 1) / most, 2 * int64_t(at::get_num_threads()));
+  const int64_t nblocks = std::max((rows + most - 1) / most, int64_t(at::get_num_threads()));
   const int64_t block = ((rows + nblocks - 1) / nblocks + 5) / 6 * 6;
-  for (int64_t c0 = 0; c0 < s.c; c0 += kc) {
-    const int64_t nc = std::min(kc, s.c - c0);
-    at::parallel_for(0, (rows + block - 1) / block, 1, [&](int64_t b, int64_t e) {
-      std::vector<float> buf(block * ld);
-      for (int64_t i = b; i < e; ++i) {
-        const int64_t q0 = i * block, q1 = std::min(rows, q0 + block);
-        for (int64_t q = q0, f = q0 / s.p; q < q1;) {  // q = f * P + p: the pixels of frame f
+  at::parallel_for(0, (rows + block - 1) / block, 1, [&](int64_t b, int64_t e) {
+    std::unique_ptr<float[]> buf(new float[block * ld]);
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t q0 = i * block, q1 = std::min(rows, q0 + block);
+      for (int64_t c0 = 0; c0 < s.c; c0 += kc) {
+        const int64_t nc = std::min(kc, s.c - c0);
+        for (int64_t q = q0, f = q0 / s.p; q < q1; ++f) {  // q = f * P + p: the pixels of frame f
           const int64_t tt = f % s.t, end = std::min(q1, (f + 1) * s.p);
           const bool prev = tt > 0, next = tt + 1 < s.t;
           const float* a = gc + f * s.c + c0;
           for (; q < end; ++q) {
             const float* cur = xp + q * s.c + c0;
             shift_scale_pixel(prev ? cur - frame : nullptr, cur, next ? cur + frame : nullptr, k0 + c0, k1 + c0,
-                              k2 + c0, a, gs ? gs[q] : 0.f, buf.data() + (q - q0) * ld, nc);
+                              k2 + c0, a, gs ? gs[q] : 0.f, buf.get() + (q - q0) * ld, nc);
           }
-          ++f;
         }
-        gemm({buf.data(), 0, ld, 1}, {fp(w_t) + c0 * o, 0, o, 1}, yp + q0 * o, o, 1, nc, o, 0, q1 - q0, c0 > 0);
+        gemm({buf.get(), 0, ld, 1}, {fp(w_t) + c0 * o, 0, o, 1}, yp + q0 * o, o, 1, nc, o, 0, q1 - q0, c0 > 0);
       }
-    });
-  }
+    }
+  });
   return y;
 }
 
