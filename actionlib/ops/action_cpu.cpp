@@ -763,6 +763,70 @@ inline void add_to(float* acc, const float* row, int64_t n) {
 // The shift weights k (C, 3) as three rows of C, k0 / k1 / k2, for the NHWC passes.
 Tensor shift_rows(const Tensor& k, int64_t c) { return k.reshape({c, 3}).t().contiguous(); }
 
+// F1 for one pixel whose xs is not needed later: xs = shift(x) added to `all`, and its channel sum
+// returned (as sum_row: two accumulators, then the lanes). `buf` (C floats) is scratch for builds
+// without AVX-512.
+inline float shift_sum_pixel(const float* prev, const float* cur, const float* next, const float* k0,
+                             const float* k1, const float* k2, float* all, float* buf, int64_t c) {
+#if defined(__AVX512F__)
+  auto xs = [&](int64_t i, __mmask16 m) {
+    __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, k1 + i), _mm512_maskz_loadu_ps(m, cur + i));
+    if (prev) v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, k0 + i), _mm512_maskz_loadu_ps(m, prev + i), v);
+    if (next) v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, k2 + i), _mm512_maskz_loadu_ps(m, next + i), v);
+    _mm512_mask_storeu_ps(all + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, all + i), v));
+    return v;
+  };
+  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= c; i += 32) {
+    s0 = _mm512_add_ps(s0, xs(i, 0xFFFF));
+    s1 = _mm512_add_ps(s1, xs(i + 16, 0xFFFF));
+  }
+  for (; i < c; i += 16) {
+    const __mmask16 m = c - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (c - i)) - 1u);
+    s0 = _mm512_add_ps(s0, xs(i, m));  // masked-off lanes load as zero
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+#else
+  shift_scale_pixel(prev, cur, next, k0, k1, k2, nullptr, 0.f, buf, c);
+  add_to(all, buf, c);
+  return sum_row(buf, c);
+#endif
+}
+
+// ME's nine region sums of every channel of frame f, rsx[c, f*9 + ab], from the frame's sums
+// (all), its border rows and columns (edge: first row, last row, first column, last column; C
+// each) and corners (four rows of C), in double precision (region_sums_of_edges), eight channels
+// at a time where there is AVX-512.
+inline void edge_region_sums(const float* all, const float* edge, const float* corner, const Shape& s, int64_t f,
+                             float* rsx) {
+  const int64_t stride = s.nt * 9;
+  int64_t c = 0;
+#if defined(__AVX512F__)
+  const __m256i index = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(int(stride)));
+  for (; c + 8 <= s.c; c += 8) {
+    auto ld = [&](const float* p) { return _mm512_cvtps_pd(_mm256_loadu_ps(p + c)); };
+    const __m512d total = ld(all), zero = _mm512_setzero_pd();
+    const __m512d row_out[3] = {ld(edge + s.c), zero, ld(edge)};  // what tap a leaves out
+    const __m512d col_out[3] = {ld(edge + 3 * s.c), zero, ld(edge + 2 * s.c)};
+    const __m512d corners[4] = {ld(corner), ld(corner + s.c), ld(corner + 2 * s.c), ld(corner + 3 * s.c)};
+    const __m512d added[3][3] = {{corners[3], zero, corners[2]}, {zero, zero, zero}, {corners[1], zero, corners[0]}};
+    float* out = rsx + c * stride + f * 9;
+    for (int a = 0; a < 3; ++a)
+      for (int b = 0; b < 3; ++b) {
+        const __m512d v = _mm512_add_pd(_mm512_sub_pd(_mm512_sub_pd(total, row_out[a]), col_out[b]), added[a][b]);
+        _mm256_i32scatter_ps(out + a * 3 + b, index, _mm512_cvtpd_ps(v), 4);
+      }
+  }
+#endif
+  for (; c < s.c; ++c) {
+    const double corners[4] = {corner[c], corner[s.c + c], corner[2 * s.c + c], corner[3 * s.c + c]};
+    double v[9];
+    region_sums_of_edges(all[c], edge[c], edge[s.c + c], edge[2 * s.c + c], edge[3 * s.c + c], corners, v);
+    for (int ab = 0; ab < 9; ++ab) rsx[c * stride + f * 9 + ab] = float(v[ab]);
+  }
+}
+
 // for_each_xs_row for channels_last x: the pixels of xs = shift(x), frame by frame (frames in
 // parallel, pixels in order inside a frame), each a row of C written into `keep` or a per-thread
 // buffer and handed to pixel_fn(f, p, row); frame_done(f) follows each frame's last pixel.
@@ -814,48 +878,72 @@ NhwcGates nhwc_gates(const Tensor& x, const Tensor& k, int64_t t, bool ste, bool
   const int64_t frame = s.p * s.c;
   // F1. Per frame: the sum of its pixels and, for ME's region sums, of its first row, last row,
   // first column, last column, and its corners (0, 0), (0, W-1), (H-1, 0), (H-1, W-1)
-  // (each frame's slices are zeroed at its first pixel, by the thread that sums them)
+  // (each frame's slices are zeroed before its first pixel, by the thread that sums them)
   const bool sums = smp || rsxp;
   std::unique_ptr<float[]> all(new float[sums ? s.nt * s.c : 0]), edge(new float[rsxp ? s.nt * 4 * s.c : 0]),
       corner(new float[rsxp ? s.nt * 4 * s.c : 0]);
-  for_each_xs_pixel(
-      xp, kt, s, squeeze ? outp : nullptr,
-      [&](int64_t f, int64_t p, const float* o) {
-        if (cmp) cmp[f * s.p + p] = sum_row(o, s.c) / s.c;
-        if (sums) {
-          if (p == 0) std::fill(all.get() + f * s.c, all.get() + (f + 1) * s.c, 0.f);
-          add_to(all.get() + f * s.c, o, s.c);
-        }
-        if (rsxp) {
-          float* ed = edge.get() + f * 4 * s.c;
-          if (p == 0) std::fill(ed, ed + 4 * s.c, 0.f);
-          const int64_t y = p / s.w, xx = p % s.w;
-          const bool top = y == 0, bottom = y == s.h - 1, left = xx == 0, right = xx == s.w - 1;
-          if (top) add_to(ed, o, s.c);
-          if (bottom) add_to(ed + s.c, o, s.c);
-          if (left) add_to(ed + 2 * s.c, o, s.c);
-          if (right) add_to(ed + 3 * s.c, o, s.c);
-          for (int j = 0; j < 4; ++j)
-            if ((j < 2 ? top : bottom) && (j % 2 ? right : left))
-              std::copy(o, o + s.c, corner.get() + (f * 4 + j) * s.c);
-        }
-      },
-      [&](int64_t f) {
-        for (int64_t c = 0; c < s.c; ++c) {
-          const float total = sums ? all[f * s.c + c] : 0.f;
-          if (smp) smp[c * s.nt + f] = total / s.p;
-          if (rsxp) {
-            const float* ed = edge.get() + f * 4 * s.c + c;
-            const float* co = corner.get() + f * 4 * s.c + c;
-            const double corners[4] = {co[0], co[s.c], co[2 * s.c], co[3 * s.c]};
-            double v[9];
-            region_sums_of_edges(total, ed[0], ed[s.c], ed[2 * s.c], ed[3 * s.c], corners, v);
-            for (int ab = 0; ab < 9; ++ab) rsxp[c * s.nt * 9 + f * 9 + ab] = float(v[ab]);
+  auto start_frame = [&](int64_t f) {
+    if (sums) std::fill(all.get() + f * s.c, all.get() + (f + 1) * s.c, 0.f);
+    if (rsxp) std::fill(edge.get() + f * 4 * s.c, edge.get() + (f + 1) * 4 * s.c, 0.f);
+  };
+  auto border = [&](int64_t p) {
+    const int64_t y = p / s.w, xx = p % s.w;
+    return y == 0 || y == s.h - 1 || xx == 0 || xx == s.w - 1;
+  };
+  auto add_pixel = [&](int64_t f, int64_t p, const float* o) {  // pixel p of frame f of xs, in o
+    if (cmp) cmp[f * s.p + p] = sum_row(o, s.c) / s.c;
+    if (sums) add_to(all.get() + f * s.c, o, s.c);
+    if (rsxp && border(p)) {
+      float* ed = edge.get() + f * 4 * s.c;
+      const int64_t y = p / s.w, xx = p % s.w;
+      const bool top = y == 0, bottom = y == s.h - 1, left = xx == 0, right = xx == s.w - 1;
+      if (top) add_to(ed, o, s.c);
+      if (bottom) add_to(ed + s.c, o, s.c);
+      if (left) add_to(ed + 2 * s.c, o, s.c);
+      if (right) add_to(ed + 3 * s.c, o, s.c);
+      for (int j = 0; j < 4; ++j)
+        if ((j < 2 ? top : bottom) && (j % 2 ? right : left))
+          std::copy(o, o + s.c, corner.get() + (f * 4 + j) * s.c);
+    }
+  };
+  auto frame_done = [&](int64_t f) {
+    if (rsxp) edge_region_sums(all.get() + f * s.c, edge.get() + f * 4 * s.c, corner.get() + f * 4 * s.c, s, f, rsxp);
+    if (smp)
+      for (int64_t c = 0; c < s.c; ++c) smp[c * s.nt + f] = all[f * s.c + c] / s.p;
+    if (sqw)  // sq[f]^T (P, r) = xs[f] (P, C) @ W^T (C, r), stored column-major: (r, P)
+      gemm({outp + f * frame, 0, s.c, 1}, {fp(w_t), 0, r_me, 1}, sqw + f * r_me * s.p, -s.p, 1, s.c, r_me, 0, s.p);
+  };
+  if (squeeze || !sums) {
+    for_each_xs_pixel(
+        xp, kt, s, squeeze ? outp : nullptr,
+        [&](int64_t f, int64_t p, const float* o) {
+          if (p == 0) start_frame(f);
+          add_pixel(f, p, o);
+        },
+        frame_done);
+  } else {  // xs is not kept: a pixel inside the border is summed without being stored
+    const float *k0 = fp(kt), *k1 = k0 + s.c, *k2 = k1 + s.c;
+    at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
+      std::unique_ptr<float[]> buf(new float[s.c]);
+      for (int64_t f = b; f < e; ++f) {
+        const int64_t tt = f % s.t;
+        start_frame(f);
+        for (int64_t p = 0; p < s.p; ++p) {
+          const float* cur = xp + f * frame + p * s.c;
+          const float* prev = tt > 0 ? cur - frame : nullptr;
+          const float* next = tt + 1 < s.t ? cur + frame : nullptr;
+          if (!(rsxp && border(p))) {
+            const float total = shift_sum_pixel(prev, cur, next, k0, k1, k2, all.get() + f * s.c, buf.get(), s.c);
+            if (cmp) cmp[f * s.p + p] = total / s.c;
+            continue;
           }
+          shift_scale_pixel(prev, cur, next, k0, k1, k2, nullptr, 0.f, buf.get(), s.c);
+          add_pixel(f, p, buf.get());
         }
-        if (sqw)  // sq[f]^T (P, r) = xs[f] (P, C) @ W^T (C, r), stored column-major: (r, P)
-          gemm({outp + f * frame, 0, s.c, 1}, {fp(w_t), 0, r_me, 1}, sqw + f * r_me * s.p, -s.p, 1, s.c, r_me, 0, s.p);
-      });
+        frame_done(f);
+      }
+    });
+  }
   Gates gt = forward_gates(s, st, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, factor, eps,
                            me_dw, me_ex);
   return {st, std::move(gt), kt};
