@@ -1012,33 +1012,45 @@ Tensor action_conv1x1_nhwc(Tensor x, Tensor k, int64_t t, bool ste, bool ce, boo
   const float* gs = ste ? fp(ng.gt.g1) : nullptr;
   Tensor y = at::empty({s.nt, o, s.h, s.w}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
   float* yp = fp(y);
-  const int64_t rows = s.nt * s.p, frame = s.p * s.c;
-  // Blocks of pixels in parallel, at least one per thread; in each, the channels in chunks of kc,
-  // so that a chunk of W^T (kc, O) stays in the L2 cache while the block's rows are multiplied by
-  // it (at most ~256 KB of out per chunk). y sums the chunks in order ("add"), each element still
-  // in one accumulator.
+  const int64_t frame = s.p * s.c;
+  // The product runs on blocks of rows of out (pixels q = f * P + p), at most ~256 KB of out per
+  // chunk of kc channels, so that a chunk of W^T (kc, O) stays in the L2 cache while the block's
+  // rows are multiplied by it; y sums the chunks in order ("add"), each element still in one
+  // accumulator. A block is a range of pixels of one frame (large maps) or a group of whole frames
+  // of one clip (small maps). The threads take (clip, range of pixels) in parallel and walk the
+  // clip's frames in order: x[t] and x[t+1], read for frame t, are still in the cache as the
+  // previous and current frame of t+1, so the shift reads each pixel of x from memory once.
   const int64_t kc = std::min(s.c, std::max<int64_t>(64, (int64_t(1) << 16) / o / 16 * 16));
   const int64_t ld = kc % 256 ? kc : kc + 16;  // row stride of the buffer: 1 KB multiples alias in L1
   const int64_t most = std::clamp<int64_t>((int64_t(1) << 16) / kc / 6 * 6, 6, 240);
-  const int64_t nblocks = std::max((rows + most - 1) / most, int64_t(at::get_num_threads()));
-  const int64_t block = ((rows + nblocks - 1) / nblocks + 5) / 6 * 6;
-  at::parallel_for(0, (rows + block - 1) / block, 1, [&](int64_t b, int64_t e) {
-    std::unique_ptr<float[]> buf(new float[block * ld]);
-    for (int64_t i = b; i < e; ++i) {
-      const int64_t q0 = i * block, q1 = std::min(rows, q0 + block);
-      for (int64_t c0 = 0; c0 < s.c; c0 += kc) {
-        const int64_t nc = std::min(kc, s.c - c0);
-        for (int64_t q = q0, f = q0 / s.p; q < q1; ++f) {  // q = f * P + p: the pixels of frame f
-          const int64_t tt = f % s.t, end = std::min(q1, (f + 1) * s.p);
-          const bool prev = tt > 0, next = tt + 1 < s.t;
-          const float* a = gc + f * s.c + c0;
-          for (; q < end; ++q) {
-            const float* cur = xp + q * s.c + c0;
-            shift_scale_pixel(prev ? cur - frame : nullptr, cur, next ? cur + frame : nullptr, k0 + c0, k1 + c0,
-                              k2 + c0, a, gs ? gs[q] : 0.f, buf.get() + (q - q0) * ld, nc);
+  const int64_t n_clips = s.nt / s.t, threads = at::get_num_threads();
+  const int64_t ranges = std::min(std::max((s.p + most - 1) / most, (threads + n_clips - 1) / n_clips), s.p);
+  const int64_t span = ranges > 1 ? ((s.p + ranges - 1) / ranges + 5) / 6 * 6 : s.p;  // pixels per range
+  const int64_t group = span == s.p ? std::clamp<int64_t>(most / s.p, 1, s.t) : 1;  // frames per block
+  const int64_t n_ranges = (s.p + span - 1) / span;
+  at::parallel_for(0, n_clips * n_ranges, 1, [&](int64_t b, int64_t e) {
+    std::unique_ptr<float[]> buf(new float[std::max(span, group * s.p) * ld]);
+    for (int64_t u = b; u < e; ++u) {
+      const int64_t n = u / n_ranges, p0 = (u % n_ranges) * span, p1 = std::min(s.p, p0 + span);
+      for (int64_t t0 = 0; t0 < s.t; t0 += group) {
+        const int64_t t1 = std::min(s.t, t0 + group), f0 = n * s.t + t0;
+        // rows q0..q1: pixels p0..p1 of frames f0..f0 + (t1 - t0), contiguous (p0..p1 is all of
+        // a frame when the block has several)
+        const int64_t q0 = f0 * s.p + p0, q1 = (f0 + t1 - t0 - 1) * s.p + p1;
+        for (int64_t c0 = 0; c0 < s.c; c0 += kc) {
+          const int64_t nc = std::min(kc, s.c - c0);
+          for (int64_t q = q0, f = f0; q < q1; ++f) {  // the pixels of frame f in the block
+            const int64_t tt = f % s.t, end = std::min(q1, f * s.p + p1);
+            const bool prev = tt > 0, next = tt + 1 < s.t;
+            const float* a = gc + f * s.c + c0;
+            for (; q < end; ++q) {
+              const float* cur = xp + q * s.c + c0;
+              shift_scale_pixel(prev ? cur - frame : nullptr, cur, next ? cur + frame : nullptr, k0 + c0, k1 + c0,
+                                k2 + c0, a, gs ? gs[q] : 0.f, buf.get() + (q - q0) * ld, nc);
+            }
           }
+          gemm({buf.get(), 0, ld, 1}, {fp(w_t) + c0 * o, 0, o, 1}, yp + q0 * o, o, 1, nc, o, 0, q1 - q0, c0 > 0);
         }
-        gemm({buf.get(), 0, ld, 1}, {fp(w_t) + c0 * o, 0, o, 1}, yp + q0 * o, o, 1, nc, o, 0, q1 - q0, c0 > 0);
       }
     }
   });
