@@ -923,26 +923,46 @@ NhwcGates nhwc_gates(const Tensor& x, const Tensor& k, int64_t t, bool ste, bool
         frame_done);
   } else {  // xs is not kept: a pixel inside the border is summed without being stored
     const float *k0 = fp(kt), *k1 = k0 + s.c, *k2 = k1 + s.c;
-    at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
-      std::unique_ptr<float[]> buf(new float[s.c]);
-      for (int64_t f = b; f < e; ++f) {
-        const int64_t tt = f % s.t;
-        start_frame(f);
-        for (int64_t p = 0; p < s.p; ++p) {
-          const float* cur = xp + f * frame + p * s.c;
-          const float* prev = tt > 0 ? cur - frame : nullptr;
-          const float* next = tt + 1 < s.t ? cur + frame : nullptr;
-          if (!(rsxp && border(p))) {
-            const float total = shift_sum_pixel(prev, cur, next, k0, k1, k2, all.get() + f * s.c, buf.get(), s.c);
-            if (cmp) cmp[f * s.p + p] = total / s.c;
-            continue;
-          }
-          shift_scale_pixel(prev, cur, next, k0, k1, k2, nullptr, 0.f, buf.get(), s.c);
-          add_pixel(f, p, buf.get());
+    auto pixels = [&](int64_t f, int64_t p0, int64_t p1, float* buf) {  // pixels p0..p1 of frame f
+      const int64_t tt = f % s.t;
+      for (int64_t p = p0; p < p1; ++p) {
+        const float* cur = xp + f * frame + p * s.c;
+        const float* prev = tt > 0 ? cur - frame : nullptr;
+        const float* next = tt + 1 < s.t ? cur + frame : nullptr;
+        if (!(rsxp && border(p))) {
+          const float total = shift_sum_pixel(prev, cur, next, k0, k1, k2, all.get() + f * s.c, buf, s.c);
+          if (cmp) cmp[f * s.p + p] = total / s.c;
+          continue;
         }
-        frame_done(f);
+        shift_scale_pixel(prev, cur, next, k0, k1, k2, nullptr, 0.f, buf, s.c);
+        add_pixel(f, p, buf);
       }
-    });
+    };
+    const int64_t n_clips = s.nt / s.t;
+    if (n_clips >= at::get_num_threads()) {
+      // clips in parallel; in a clip, ranges of ~48 KB of pixels, each through the frames in
+      // order, so that x[t] and x[t+1], read for frame t, are still cached for frame t+1 (every
+      // sum still runs over a frame's pixels in order)
+      const int64_t span = std::max<int64_t>(1, (int64_t(48) << 10) / (4 * s.c));
+      at::parallel_for(0, n_clips, 1, [&](int64_t b, int64_t e) {
+        std::unique_ptr<float[]> buf(new float[s.c]);
+        for (int64_t n = b; n < e; ++n) {
+          for (int64_t f = n * s.t; f < (n + 1) * s.t; ++f) start_frame(f);
+          for (int64_t p0 = 0; p0 < s.p; p0 += span)
+            for (int64_t f = n * s.t; f < (n + 1) * s.t; ++f) pixels(f, p0, std::min(s.p, p0 + span), buf.get());
+          for (int64_t f = n * s.t; f < (n + 1) * s.t; ++f) frame_done(f);
+        }
+      });
+    } else {
+      at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
+        std::unique_ptr<float[]> buf(new float[s.c]);
+        for (int64_t f = b; f < e; ++f) {
+          start_frame(f);
+          pixels(f, 0, s.p, buf.get());
+          frame_done(f);
+        }
+      });
+    }
   }
   Gates gt = forward_gates(s, st, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, factor, eps,
                            me_dw, me_ex);
