@@ -827,28 +827,62 @@ inline void edge_region_sums(const float* all, const float* edge, const float* c
   }
 }
 
-// for_each_xs_row for channels_last x: the pixels of xs = shift(x), frame by frame (frames in
-// parallel, pixels in order inside a frame), each a row of C written into `keep` or a per-thread
-// buffer and handed to pixel_fn(f, p, row); frame_done(f) follows each frame's last pixel.
+// The pixels of channels_last x (NT, H, W, C), for passes that read frames t-1, t, t+1 of a pixel:
+// visit(f, p0, p1, buf) for ranges of pixels p0..p1 of frame f (buf: C floats of per-thread
+// scratch), frame_start(f) before a frame's first range, frame_done(f) after its last. Where
+// there are at least as many clips as threads, the clips run in parallel and each is walked by
+// ranges of ~48 KB of pixels, each range through the clip's frames in order: x[t] and x[t+1],
+// read for frame t, are still cached for frame t+1, so x comes from memory once, not three
+// times. Otherwise the frames run in parallel, each whole. Either way a frame's pixels are
+// visited in order, by one thread: the same sums for any number of threads.
+template <class RangeFn, class StartFn, class DoneFn>
+void for_each_pixel_range(const Shape& s, RangeFn&& visit, StartFn&& frame_start, DoneFn&& frame_done) {
+  const int64_t n_clips = s.nt / s.t;
+  if (n_clips >= at::get_num_threads()) {
+    const int64_t span = std::max<int64_t>(1, (int64_t(48) << 10) / (4 * s.c));
+    at::parallel_for(0, n_clips, 1, [&](int64_t b, int64_t e) {
+      std::unique_ptr<float[]> buf(new float[s.c]);
+      for (int64_t n = b; n < e; ++n) {
+        const int64_t f0 = n * s.t, f1 = f0 + s.t;
+        for (int64_t f = f0; f < f1; ++f) frame_start(f);
+        for (int64_t p0 = 0; p0 < s.p; p0 += span)
+          for (int64_t f = f0; f < f1; ++f) visit(f, p0, std::min(s.p, p0 + span), buf.get());
+        for (int64_t f = f0; f < f1; ++f) frame_done(f);
+      }
+    });
+  } else {
+    at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
+      std::unique_ptr<float[]> buf(new float[s.c]);
+      for (int64_t f = b; f < e; ++f) {
+        frame_start(f);
+        visit(f, 0, s.p, buf.get());
+        frame_done(f);
+      }
+    });
+  }
+}
+
+// for_each_xs_row for channels_last x: the pixels of xs = shift(x) (for_each_pixel_range's order),
+// each a row of C written into `keep` or a per-thread buffer and handed to pixel_fn(f, p, row);
+// frame_done(f) follows each frame's last pixel.
 template <class PixelFn, class FrameFn>
 void for_each_xs_pixel(const float* x, const Tensor& rows, const Shape& s, float* keep, PixelFn&& pixel_fn,
                        FrameFn&& frame_done) {
   const float *k0 = fp(rows), *k1 = k0 + s.c, *k2 = k1 + s.c;
   const int64_t frame = s.p * s.c;
-  at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
-    std::vector<float> buf(keep ? 0 : s.c);
-    for (int64_t f = b; f < e; ++f) {
-      const int64_t tt = f % s.t;
-      for (int64_t p = 0; p < s.p; ++p) {
-        const float* cur = x + f * frame + p * s.c;
-        float* o = keep ? keep + f * frame + p * s.c : buf.data();
-        shift_scale_pixel(tt > 0 ? cur - frame : nullptr, cur, tt + 1 < s.t ? cur + frame : nullptr, k0, k1, k2,
-                          nullptr, 0.f, o, s.c);
-        pixel_fn(f, p, static_cast<const float*>(o));
-      }
-      frame_done(f);
-    }
-  });
+  for_each_pixel_range(
+      s,
+      [&](int64_t f, int64_t p0, int64_t p1, float* buf) {
+        const int64_t tt = f % s.t;
+        for (int64_t p = p0; p < p1; ++p) {
+          const float* cur = x + f * frame + p * s.c;
+          float* o = keep ? keep + f * frame + p * s.c : buf;
+          shift_scale_pixel(tt > 0 ? cur - frame : nullptr, cur, tt + 1 < s.t ? cur + frame : nullptr, k0, k1, k2,
+                            nullptr, 0.f, o, s.c);
+          pixel_fn(f, p, static_cast<const float*>(o));
+        }
+      },
+      [](int64_t) {}, frame_done);
 }
 
 // F1 and the gate networks of the NHWC forward (action_forward_nhwc, action_conv1x1_nhwc); the output
@@ -938,31 +972,7 @@ NhwcGates nhwc_gates(const Tensor& x, const Tensor& k, int64_t t, bool ste, bool
         add_pixel(f, p, buf);
       }
     };
-    const int64_t n_clips = s.nt / s.t;
-    if (n_clips >= at::get_num_threads()) {
-      // clips in parallel; in a clip, ranges of ~48 KB of pixels, each through the frames in
-      // order, so that x[t] and x[t+1], read for frame t, are still cached for frame t+1 (every
-      // sum still runs over a frame's pixels in order)
-      const int64_t span = std::max<int64_t>(1, (int64_t(48) << 10) / (4 * s.c));
-      at::parallel_for(0, n_clips, 1, [&](int64_t b, int64_t e) {
-        std::unique_ptr<float[]> buf(new float[s.c]);
-        for (int64_t n = b; n < e; ++n) {
-          for (int64_t f = n * s.t; f < (n + 1) * s.t; ++f) start_frame(f);
-          for (int64_t p0 = 0; p0 < s.p; p0 += span)
-            for (int64_t f = n * s.t; f < (n + 1) * s.t; ++f) pixels(f, p0, std::min(s.p, p0 + span), buf.get());
-          for (int64_t f = n * s.t; f < (n + 1) * s.t; ++f) frame_done(f);
-        }
-      });
-    } else {
-      at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
-        std::unique_ptr<float[]> buf(new float[s.c]);
-        for (int64_t f = b; f < e; ++f) {
-          start_frame(f);
-          pixels(f, 0, s.p, buf.get());
-          frame_done(f);
-        }
-      });
-    }
+    for_each_pixel_range(s, pixels, start_frame, frame_done);
   }
   Gates gt = forward_gates(s, st, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, factor, eps,
                            me_dw, me_ex);
