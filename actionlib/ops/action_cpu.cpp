@@ -378,10 +378,6 @@ void gemm(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, int6
           bool add = false) {
   const int64_t col = ldc > 0 ? 1 : -ldc;  // from column j to column j + 1 of C
   int64_t j = 0;
-  if (n % 64 == 0) {
-    for (; j < n; j += 64) gemm_strip<6, 4>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, 0xFFFF, add);
-    return;
-  }
   for (; j + 48 <= n; j += 48) gemm_strip<8, 3>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, 0xFFFF, add);
   const int64_t rest = n - j;  // 0..47 columns left: one strip of 1-3 vectors
   const __mmask16 last = rest % 16 ? __mmask16((1u << (rest % 16)) - 1u) : __mmask16(0xFFFF);
@@ -829,16 +825,18 @@ inline void edge_region_sums(const float* all, const float* edge, const float* c
 
 // The pixels of channels_last x (NT, H, W, C), for passes that read frames t-1, t, t+1 of a pixel:
 // visit(f, p0, p1, buf) for ranges of pixels p0..p1 of frame f (buf: C floats of per-thread
-// scratch), frame_start(f) before a frame's first range, frame_done(f) after its last. Where
-// there are at least as many clips as threads, the clips run in parallel and each is walked by
-// ranges of ~48 KB of pixels, each range through the clip's frames in order: x[t] and x[t+1],
-// read for frame t, are still cached for frame t+1, so x comes from memory once, not three
-// times. Otherwise the frames run in parallel, each whole. Either way a frame's pixels are
-// visited in order, by one thread: the same sums for any number of threads.
+// scratch), frame_start(f) before a frame's first range, frame_done(f) after its last. With
+// `by_clip`, where there are at least as many clips as threads, the clips run in parallel and
+// each is walked by ranges of ~48 KB of pixels, each range through the clip's frames in order:
+// x[t] and x[t+1], read for frame t, are still cached for frame t+1, so x comes from memory once,
+// not three times (frame_done then runs at the end of the clip: not for passes whose frame_done
+// reads what the frame's pixels wrote). Otherwise the frames run in parallel, each whole. Either
+// way a frame's pixels are visited in order, by one thread: the same sums for any number of
+// threads.
 template <class RangeFn, class StartFn, class DoneFn>
-void for_each_pixel_range(const Shape& s, RangeFn&& visit, StartFn&& frame_start, DoneFn&& frame_done) {
+void for_each_pixel_range(const Shape& s, bool by_clip, RangeFn&& visit, StartFn&& frame_start, DoneFn&& frame_done) {
   const int64_t n_clips = s.nt / s.t;
-  if (n_clips >= at::get_num_threads()) {
+  if (by_clip && n_clips >= at::get_num_threads()) {
     const int64_t span = std::max<int64_t>(1, (int64_t(48) << 10) / (4 * s.c));
     at::parallel_for(0, n_clips, 1, [&](int64_t b, int64_t e) {
       std::unique_ptr<float[]> buf(new float[s.c]);
@@ -862,16 +860,16 @@ void for_each_pixel_range(const Shape& s, RangeFn&& visit, StartFn&& frame_start
   }
 }
 
-// for_each_xs_row for channels_last x: the pixels of xs = shift(x) (for_each_pixel_range's order),
-// each a row of C written into `keep` or a per-thread buffer and handed to pixel_fn(f, p, row);
-// frame_done(f) follows each frame's last pixel.
+// for_each_xs_row for channels_last x: the pixels of xs = shift(x), frame by frame (frames in
+// parallel, pixels in order inside a frame), each a row of C written into `keep` or a per-thread
+// buffer and handed to pixel_fn(f, p, row); frame_done(f) follows each frame's last pixel.
 template <class PixelFn, class FrameFn>
 void for_each_xs_pixel(const float* x, const Tensor& rows, const Shape& s, float* keep, PixelFn&& pixel_fn,
                        FrameFn&& frame_done) {
   const float *k0 = fp(rows), *k1 = k0 + s.c, *k2 = k1 + s.c;
   const int64_t frame = s.p * s.c;
   for_each_pixel_range(
-      s,
+      s, false,
       [&](int64_t f, int64_t p0, int64_t p1, float* buf) {
         const int64_t tt = f % s.t;
         for (int64_t p = p0; p < p1; ++p) {
@@ -972,7 +970,7 @@ NhwcGates nhwc_gates(const Tensor& x, const Tensor& k, int64_t t, bool ste, bool
         add_pixel(f, p, buf);
       }
     };
-    for_each_pixel_range(s, pixels, start_frame, frame_done);
+    for_each_pixel_range(s, true, pixels, start_frame, frame_done);
   }
   Gates gt = forward_gates(s, st, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, factor, eps,
                            me_dw, me_ex);
