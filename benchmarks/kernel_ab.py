@@ -13,10 +13,16 @@ C++ may differ: the Python wrapper is this tree's. With ``--rev`` at the tree's 
 "tree / rev" figure shows the noise left.
 
     python benchmarks/kernel_ab.py [--rev HEAD] [--repeats 11] [--threads 2] [--modes train,infer]
-                                   [--channels-last]
+                                   [--channels-last] [--keep-heap]
 
 With ``--channels-last`` both models run NHWC (``actionlib.models.to_channels_last``); the
 revision's kernel must have the NHWC passes then (a79b469 or later).
+
+With ``--keep-heap`` glibc keeps freed memory instead of handing it back to the system
+(``heap.py``). Without it, inference-only rounds page-fault ~26k times per ResNet-50 step for
+either model (~30 ms of TSN's ~115 ms on the project's VM): the ratios are then diluted, and
+kernel changes that move memory traffic read as gains that vanish once the faults are gone
+(RESULTS.md, 2026-11-25). Use it for inference A/Bs.
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ import actionlib
 from actionlib import _cpp
 from actionlib.models import to_channels_last
 from actionlib.ops import _kernel
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from heap import keep_heap  # noqa: E402
 
 SOURCE = "actionlib/ops/action_cpu.cpp"
 
@@ -76,11 +85,14 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--size", type=int, default=112)
     p.add_argument("--channels-last", action="store_true", help="both models NHWC (to_channels_last)")
+    p.add_argument("--keep-heap", action="store_true", help="glibc keeps freed memory: no page faults per step")
     args = p.parse_args()
     modes = [m for m in args.modes.split(",") if m]
     if not modes or any(m not in ("train", "infer") for m in modes):
         p.error(f"--modes takes train and/or infer, got {args.modes!r}")
 
+    if args.keep_heap:
+        keep_heap()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     here = _kernel.kernels()
@@ -115,8 +127,9 @@ def main() -> None:
         _kernel.kernels = loader
 
     layout = "channels_last" if args.channels_last else "NCHW"
+    heap = ", heap kept (--keep-heap)" if args.keep_heap else ""
     print(f"ResNet-50 ({layout}), {args.clips} clips x {args.frames} frames x {args.size}x{args.size}, "
-          f"{args.threads} threads, medians of {args.repeats} rounds")  # fmt: skip
+          f"{args.threads} threads, medians of {args.repeats} rounds{heap}")  # fmt: skip
     for mode in modes:
         med = {name: statistics.median(times[name, mode]) * 1e3 for name in ("tsn", "rev", "tree")}
         print(f"{mode:<6} TSN {med['tsn']:7.1f} ms | ACTION at {args.rev}: {med['rev']:7.1f} ms "

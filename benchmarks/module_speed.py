@@ -8,7 +8,11 @@ resident memory above the process right after start-up (VmHWM, reset through
 bytes of the distinct storages autograd keeps for the backward pass of one step.
 
     python benchmarks/module_speed.py [--clips 2 --frames 8 --size 112 --repeats 7 --threads 2]
-                                      [--channels-last] [--backbone resnet50]
+                                      [--channels-last] [--backbone resnet50] [--keep-heap]
+
+``--keep-heap``: glibc keeps freed memory (``heap.py``) in the timed process, so that no step
+faults its buffers in again page by page (train steps otherwise do, ~32k minor faults per TSN
+step). The memory subprocesses run without it: their peaks would count the kept blocks.
 
 Targets (issue 2): train-step ratio ACTION/TSN <= 1.15, inference <= 1.10, memory <= 1.3.
 """
@@ -32,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import actionlib  # noqa: E402
 from actionlib.models import to_channels_last  # noqa: E402
 from actionlib.models.backbones import insert_temporal, insertion_points  # noqa: E402
+from heap import keep_heap  # noqa: E402
 
 MODELS = ("tsn", "action", "release")
 
@@ -110,9 +115,13 @@ def main() -> None:
     p.add_argument("--channels-last", action="store_true",
                    help="the models' 2-D conv weights in channels_last memory format, so that the "
                         "activations are NHWC (the ACTION kernel has NHWC passes)")  # fmt: skip
+    p.add_argument("--keep-heap", action="store_true",
+                   help="glibc keeps freed memory in the timed process: no page faults per step")  # fmt: skip
     p.add_argument("--json", help="write the results to this file")
     args = p.parse_args()
 
+    if args.keep_heap:
+        keep_heap()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     x = torch.randn(args.clips, args.frames, 3, args.size, args.size)
@@ -141,7 +150,8 @@ def main() -> None:
         "torch": torch.__version__,
         "backbone": args.backbone,
         "input": f"{args.clips} clips x {args.frames} frames x {args.size}x{args.size}"
-        + (", channels_last" if args.channels_last else ""),
+        + (", channels_last" if args.channels_last else "")
+        + (", heap kept" if args.keep_heap else ""),
         "median_ms": {f"{k}/{mode}": round(v, 1) for (k, mode), v in med.items()},
         "memory_mb": {k: {n: round(v, 1) for n, v in d.items()} for k, d in mem.items()},
     }

@@ -28,9 +28,7 @@ TemporalFactory = Callable[[int], nn.Module]  # channels -> temporal block
 
 
 class Inserted(nn.Module):
-    """``net(temporal(x))``: a temporal block placed in front of an existing layer. A block with
-    a ``forward_then(net, x)`` method computes the pair itself (ACTION fuses itself with a 1x1
-    convolution in inference)."""
+    """``net(temporal(x))``: a temporal block placed in front of an existing layer."""
 
     def __init__(self, temporal: nn.Module, net: nn.Module) -> None:
         super().__init__()
@@ -38,9 +36,6 @@ class Inserted(nn.Module):
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        forward_then = getattr(self.temporal, "forward_then", None)
-        if forward_then is not None:
-            return forward_then(self.net, x)
         return self.net(self.temporal(x))
 
 

@@ -16,11 +16,6 @@ converted), sharing the gate networks with the NCHW ones. Same numbers as the Py
 float rounding (tests compare outputs, every gradient and the BatchNorm running statistics, in
 training and evaluation, in both layouts).
 
-In inference on channels_last input, a module and the 1x1 convolution after it (ResNet's
-``conv1``, the head of MobileNetV2's expansion block) run as one call,
-:func:`action_then_conv`: blocks of the module's output are made in a per-thread buffer and
-multiplied by the convolution's weight at once, so that output never goes through memory.
-
 Used by ``ActionModule.forward`` when :func:`usable` says so: float32 on the CPU, the extension
 built (``actionlib._cpp``; ``ACTIONLIB_NO_CPP=1`` turns it off), no ``TorchDispatchMode`` active
 (FLOP counters see the PyTorch path's operators), not inside ``torch.compile`` (which traces the
@@ -38,7 +33,7 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from .. import _cpp
 
-_FUNCTIONS = ("action_forward", "action_forward_nhwc", "action_conv1x1_nhwc", "action_backward", "clear_buffer_cache")
+_FUNCTIONS = ("action_forward", "action_forward_nhwc", "action_backward", "clear_buffer_cache")
 
 
 @functools.cache
@@ -160,9 +155,14 @@ class _ActionFunction(torch.autograd.Function):
         return (*out, None)
 
 
-def _cfg(module, mod, x):
-    """The kernel's configuration tuple for ``module`` on ``x``; updates ME's BatchNorm batch
-    counter where ``BatchNorm2d.forward`` would."""
+def action(module, x: torch.Tensor) -> torch.Tensor | None:
+    """``module(x)`` through the compiled kernel, or ``None`` where it does not apply
+    (:func:`usable`); ``x`` is ``(N*T, C, H, W)``, contiguous or channels_last (then so are the
+    output and the input gradient)."""
+    weights = _weights(module)
+    mod = _kernels_for(x, weights, module)
+    if mod is None:
+        return None
     flags = tuple(p in module.paths for p in ("ste", "ce", "me"))
     rm = rv = None
     batch_stats, factor, eps = True, 0.0, 1e-5
@@ -175,95 +175,8 @@ def _cfg(module, mod, x):
             rm, rv = bn.running_mean, bn.running_var
     if rm is None:
         rm = rv = x.new_empty(0)
-    return (mod, module.num_segments, flags, rm, rv, batch_stats, factor, eps)
-
-
-def action(module, x: torch.Tensor) -> torch.Tensor | None:
-    """``module(x)`` through the compiled kernel, or ``None`` where it does not apply
-    (:func:`usable`); ``x`` is ``(N*T, C, H, W)``, contiguous or channels_last (then so are the
-    output and the input gradient)."""
-    weights = _weights(module)
-    mod = _kernels_for(x, weights, module)
-    if mod is None:
-        return None
-    cfg = _cfg(module, mod, x)
+    cfg = (mod, module.num_segments, flags, rm, rv, batch_stats, factor, eps)
     if torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights)):
         return _ActionFunction.apply(x, *weights, cfg)
     with torch.no_grad():  # inference: nothing saved
         return _forward(x, weights, cfg)[0]
-
-
-def _plain_1x1(conv: torch.nn.Module, channels: int) -> bool:
-    """True for a 1x1 ``Conv2d`` from ``channels`` channels without bias, stride, padding, dilation
-    or groups, float32 on the CPU."""
-    return (
-        type(conv) is torch.nn.Conv2d
-        and conv.in_channels == channels
-        and conv.kernel_size == (1, 1)
-        and conv.stride == (1, 1)
-        and conv.padding in ((0, 0), "valid")
-        and conv.dilation == (1, 1)
-        and conv.groups == 1
-        and conv.bias is None
-        and conv.weight.is_cpu
-        and conv.weight.dtype == torch.float32
-    )
-
-
-def hooked(*modules: torch.nn.Module) -> bool:
-    """True if a forward or backward hook would see the modules' outputs (theirs, or global)."""
-    from torch.nn.modules import module as nn_module
-
-    if nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks or nn_module._global_backward_hooks:
-        return True
-    return any(
-        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks for m in modules
-    )
-
-
-def _weight_t(module, weight: torch.Tensor) -> torch.Tensor:
-    """``weight`` (O, C, 1, 1) as W^T (C, O), kept on ``module`` between calls. The copy is made
-    again when the weight changes: another tensor, another storage, or an in-place change (its
-    version counter). The old storage is held with the copy, so its address cannot come back as
-    another tensor's. Only a write through ``.data`` goes unseen (autograd misses those too)."""
-    try:
-        key = (weight.data_ptr(), weight._version, weight.shape)
-    except RuntimeError:  # an inference tensor has no version counter: no cache
-        return weight.detach().reshape(weight.shape[0], -1).t().contiguous()
-    kept = module.__dict__.get("_conv_weight_t")
-    if kept is None or kept[0] != key:
-        kept = (key, weight.detach().reshape(weight.shape[0], -1).t().contiguous(), weight.untyped_storage())
-        module.__dict__["_conv_weight_t"] = kept
-    return kept[1]
-
-
-def action_then_conv(module, conv: torch.nn.Module, x: torch.Tensor) -> torch.Tensor | None:
-    """``conv(module(x))`` in one kernel call, or ``None`` where that does not apply.
-
-    It applies in evaluation without autograd (nothing needs a gradient, ME's BatchNorm on its
-    running statistics), to channels_last ``x`` and a plain 1x1 convolution (:func:`_plain_1x1`),
-    when no hook would see either module's output. The module's output is never formed: blocks of
-    its pixels are made in a per-thread buffer and multiplied by the convolution's weight at once.
-    That is what makes inference cheaper than the module and the convolution one after the other
-    (the convolution's input no longer goes through memory)."""
-    if not _channels_last(x) or not x.is_contiguous(memory_format=torch.channels_last):
-        return None
-    if not _plain_1x1(conv, x.shape[1]) or hooked(module, conv):
-        return None
-    weights = _weights(module)
-    if torch.is_grad_enabled() and (
-        x.requires_grad or conv.weight.requires_grad or any(w.requires_grad for w in weights)
-    ):
-        return None
-    if "me" in module.paths and (module.me_bn.training or module.me_bn.running_mean is None):
-        return None
-    mod = _kernels_for(x, weights, module)
-    fused = getattr(mod, "action_conv1x1_nhwc", None)  # absent from older builds (kernel_ab.py)
-    if fused is None:
-        return None
-    _, t, flags, rm, rv, _, _, eps = _cfg(module, mod, x)
-    k, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, me_dw, me_ex = weights
-    return fused(
-        x, k, t, *flags, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, rm, rv, eps, me_dw, me_ex,
-        _weight_t(module, conv.weight),
-    )  # fmt: skip

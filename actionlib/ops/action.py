@@ -165,35 +165,10 @@ class ActionModule(nn.Module):
         d = F.pad(g_mean[:, 1:] - f_mean[:, :-1], (0, 0, 0, 1))  # (N, T, r), d[T-1] = 0
         return torch.sigmoid(_linear(d.reshape(nt, r), self.me_expand)).view(nt, self.channels, 1, 1)
 
-    def _check_input(self, x: torch.Tensor) -> None:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = self.num_segments
         if x.dim() != 4 or x.shape[0] % t:
             raise ValueError(f"ActionModule expects (N*T, C, H, W) with T={t}, got {tuple(x.shape)}")
-
-    def forward_then(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """``net(self(x))``. Where ``net`` is a plain 1x1 convolution, or a ``Sequential`` that
-        starts with one (MobileNetV2), and nothing needs a gradient (inference), on channels_last
-        ``x``, this module and that convolution run as one kernel call that never forms this
-        module's output (:func:`actionlib.ops._kernel.action_then_conv`; the same numbers up to
-        float rounding). That call keeps a transposed copy of the convolution's weight, made
-        again when the weight changes."""
-        self._check_input(x)
-        layers = list(net) if isinstance(net, nn.Sequential) and len(net) and not _kernel.hooked(net) else [net]
-        y = _kernel.action_then_conv(self, layers[0], x)
-        if y is None:
-            return net(self(x))
-        for layer in layers[1:]:
-            y = layer(y)
-        return y
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        state.pop("_conv_weight_t", None)  # forward_then's copy of a weight: not saved
-        return state
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = self.num_segments
-        self._check_input(x)
         if not x.is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous()
         out = _kernel.action(self, x)  # the compiled kernel, where it applies (NCHW or NHWC)

@@ -521,10 +521,10 @@ struct Stats {
 };
 
 Stats stats_buffers(const Tensor& x, const Shape& s, bool ste, bool ce, bool me, bool batch_stats,
-                    const Tensor& me_sq, bool channels_last, bool want_out = true) {
+                    const Tensor& me_sq, bool channels_last) {
   const auto opt = x.options();
   const bool squeeze = me && batch_stats;
-  return {want_out || squeeze ? BufferCache::get().empty(x.sizes(), opt, channels_last) : at::empty({0}, opt),
+  return {BufferCache::get().empty(x.sizes(), opt, channels_last),
           ste ? at::zeros({s.nt, s.p}, opt) : at::empty({0}, opt),
           ce ? at::empty({s.c, s.nt}, opt) : at::empty({0}, opt),  // transposed: (C, NT)
           me && !squeeze ? at::empty({s.c, s.nt * 9}, opt) : at::empty({0}, opt),  // [c, f*9 + ab]
@@ -759,107 +759,6 @@ inline void add_to(float* acc, const float* row, int64_t n) {
 // The shift weights k (C, 3) as three rows of C, k0 / k1 / k2, for the NHWC passes.
 Tensor shift_rows(const Tensor& k, int64_t c) { return k.reshape({c, 3}).t().contiguous(); }
 
-// F1 for one pixel whose xs is not needed later: xs = shift(x) added to `all`, and its channel sum
-// returned (as sum_row: two accumulators, then the lanes). `buf` (C floats) is scratch for builds
-// without AVX-512.
-inline float shift_sum_pixel(const float* prev, const float* cur, const float* next, const float* k0,
-                             const float* k1, const float* k2, float* all, float* buf, int64_t c) {
-#if defined(__AVX512F__)
-  auto xs = [&](int64_t i, __mmask16 m) {
-    __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, k1 + i), _mm512_maskz_loadu_ps(m, cur + i));
-    if (prev) v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, k0 + i), _mm512_maskz_loadu_ps(m, prev + i), v);
-    if (next) v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, k2 + i), _mm512_maskz_loadu_ps(m, next + i), v);
-    _mm512_mask_storeu_ps(all + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, all + i), v));
-    return v;
-  };
-  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-  int64_t i = 0;
-  for (; i + 32 <= c; i += 32) {
-    s0 = _mm512_add_ps(s0, xs(i, 0xFFFF));
-    s1 = _mm512_add_ps(s1, xs(i + 16, 0xFFFF));
-  }
-  for (; i < c; i += 16) {
-    const __mmask16 m = c - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (c - i)) - 1u);
-    s0 = _mm512_add_ps(s0, xs(i, m));  // masked-off lanes load as zero
-  }
-  return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
-#else
-  shift_scale_pixel(prev, cur, next, k0, k1, k2, nullptr, 0.f, buf, c);
-  add_to(all, buf, c);
-  return sum_row(buf, c);
-#endif
-}
-
-// ME's nine region sums of every channel of frame f, rsx[c, f*9 + ab], from the frame's sums
-// (all), its border rows and columns (edge: first row, last row, first column, last column; C
-// each) and corners (four rows of C), in double precision (region_sums_of_edges), eight channels
-// at a time where there is AVX-512.
-inline void edge_region_sums(const float* all, const float* edge, const float* corner, const Shape& s, int64_t f,
-                             float* rsx) {
-  const int64_t stride = s.nt * 9;
-  int64_t c = 0;
-#if defined(__AVX512F__)
-  const __m256i index = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(int(stride)));
-  for (; c + 8 <= s.c; c += 8) {
-    auto ld = [&](const float* p) { return _mm512_cvtps_pd(_mm256_loadu_ps(p + c)); };
-    const __m512d total = ld(all), zero = _mm512_setzero_pd();
-    const __m512d row_out[3] = {ld(edge + s.c), zero, ld(edge)};  // what tap a leaves out
-    const __m512d col_out[3] = {ld(edge + 3 * s.c), zero, ld(edge + 2 * s.c)};
-    const __m512d corners[4] = {ld(corner), ld(corner + s.c), ld(corner + 2 * s.c), ld(corner + 3 * s.c)};
-    const __m512d added[3][3] = {{corners[3], zero, corners[2]}, {zero, zero, zero}, {corners[1], zero, corners[0]}};
-    float* out = rsx + c * stride + f * 9;
-    for (int a = 0; a < 3; ++a)
-      for (int b = 0; b < 3; ++b) {
-        const __m512d v = _mm512_add_pd(_mm512_sub_pd(_mm512_sub_pd(total, row_out[a]), col_out[b]), added[a][b]);
-        _mm256_i32scatter_ps(out + a * 3 + b, index, _mm512_cvtpd_ps(v), 4);
-      }
-  }
-#endif
-  for (; c < s.c; ++c) {
-    const double corners[4] = {corner[c], corner[s.c + c], corner[2 * s.c + c], corner[3 * s.c + c]};
-    double v[9];
-    region_sums_of_edges(all[c], edge[c], edge[s.c + c], edge[2 * s.c + c], edge[3 * s.c + c], corners, v);
-    for (int ab = 0; ab < 9; ++ab) rsx[c * stride + f * 9 + ab] = float(v[ab]);
-  }
-}
-
-// The pixels of channels_last x (NT, H, W, C), for passes that read frames t-1, t, t+1 of a pixel:
-// visit(f, p0, p1, buf) for ranges of pixels p0..p1 of frame f (buf: C floats of per-thread
-// scratch), frame_start(f) before a frame's first range, frame_done(f) after its last. With
-// `by_clip`, where there are at least as many clips as threads, the clips run in parallel and
-// each is walked by ranges of ~48 KB of pixels, each range through the clip's frames in order:
-// x[t] and x[t+1], read for frame t, are still cached for frame t+1, so x comes from memory once,
-// not three times (frame_done then runs at the end of the clip: not for passes whose frame_done
-// reads what the frame's pixels wrote). Otherwise the frames run in parallel, each whole. Either
-// way a frame's pixels are visited in order, by one thread: the same sums for any number of
-// threads.
-template <class RangeFn, class StartFn, class DoneFn>
-void for_each_pixel_range(const Shape& s, bool by_clip, RangeFn&& visit, StartFn&& frame_start, DoneFn&& frame_done) {
-  const int64_t n_clips = s.nt / s.t;
-  if (by_clip && n_clips >= at::get_num_threads()) {
-    const int64_t span = std::max<int64_t>(1, (int64_t(48) << 10) / (4 * s.c));
-    at::parallel_for(0, n_clips, 1, [&](int64_t b, int64_t e) {
-      std::unique_ptr<float[]> buf(new float[s.c]);
-      for (int64_t n = b; n < e; ++n) {
-        const int64_t f0 = n * s.t, f1 = f0 + s.t;
-        for (int64_t f = f0; f < f1; ++f) frame_start(f);
-        for (int64_t p0 = 0; p0 < s.p; p0 += span)
-          for (int64_t f = f0; f < f1; ++f) visit(f, p0, std::min(s.p, p0 + span), buf.get());
-        for (int64_t f = f0; f < f1; ++f) frame_done(f);
-      }
-    });
-  } else {
-    at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
-      std::unique_ptr<float[]> buf(new float[s.c]);
-      for (int64_t f = b; f < e; ++f) {
-        frame_start(f);
-        visit(f, 0, s.p, buf.get());
-        frame_done(f);
-      }
-    });
-  }
-}
-
 // for_each_xs_row for channels_last x: the pixels of xs = shift(x), frame by frame (frames in
 // parallel, pixels in order inside a frame), each a row of C written into `keep` or a per-thread
 // buffer and handed to pixel_fn(f, p, row); frame_done(f) follows each frame's last pixel.
@@ -868,113 +767,20 @@ void for_each_xs_pixel(const float* x, const Tensor& rows, const Shape& s, float
                        FrameFn&& frame_done) {
   const float *k0 = fp(rows), *k1 = k0 + s.c, *k2 = k1 + s.c;
   const int64_t frame = s.p * s.c;
-  for_each_pixel_range(
-      s, false,
-      [&](int64_t f, int64_t p0, int64_t p1, float* buf) {
-        const int64_t tt = f % s.t;
-        for (int64_t p = p0; p < p1; ++p) {
-          const float* cur = x + f * frame + p * s.c;
-          float* o = keep ? keep + f * frame + p * s.c : buf;
-          shift_scale_pixel(tt > 0 ? cur - frame : nullptr, cur, tt + 1 < s.t ? cur + frame : nullptr, k0, k1, k2,
-                            nullptr, 0.f, o, s.c);
-          pixel_fn(f, p, static_cast<const float*>(o));
-        }
-      },
-      [](int64_t) {}, frame_done);
-}
-
-// F1 and the gate networks of the NHWC forward (action_forward_nhwc, action_conv1x1_nhwc); the output
-// buffer is allocated when `want_out` (or when it holds xs for ME's squeeze).
-struct NhwcGates {
-  Stats st;
-  Gates gt;
-  Tensor kt;  // the shift weights as three rows of C
-};
-
-NhwcGates nhwc_gates(const Tensor& x, const Tensor& k, int64_t t, bool ste, bool ce, bool me, Tensor ste_w, Tensor ce_sq,
-                     Tensor ce_t, Tensor ce_ex, Tensor me_sq, Tensor bn_w, Tensor bn_b, Tensor bn_rm, Tensor bn_rv,
-                     bool batch_stats, double factor, double eps, Tensor me_dw, Tensor me_ex, bool want_out) {
-  TORCH_CHECK(x.dim() == 4 && x.is_contiguous(at::MemoryFormat::ChannelsLast), "x must be channels_last (N*T, C, H, W)");
-  const Shape s = shape_of(x, t);
-  const float* xp = x.data_ptr<float>();
-  const Stats st = stats_buffers(x, s, ste, ce, me, batch_stats, me_sq, true, want_out);
-  const bool squeeze = st.squeeze;
-  float* outp = fp(st.out);  // holds xs between F1 and F2 when `squeeze`
-  float* cmp = ptr_or_null(st.cm);
-  float* smp = ptr_or_null(st.sm);
-  float* rsxp = ptr_or_null(st.rsx);
-  float* sqw = ptr_or_null(st.sq);
-  const int64_t r_me = me ? me_sq.size(0) : 0;
-  const Tensor kt = shift_rows(k, s.c);
-  const Tensor w_t = squeeze ? me_sq.reshape({r_me, s.c}).t().contiguous() : Tensor();  // W^T (C, r)
-  const int64_t frame = s.p * s.c;
-  // F1. Per frame: the sum of its pixels and, for ME's region sums, of its first row, last row,
-  // first column, last column, and its corners (0, 0), (0, W-1), (H-1, 0), (H-1, W-1)
-  // (each frame's slices are zeroed before its first pixel, by the thread that sums them)
-  const bool sums = smp || rsxp;
-  std::unique_ptr<float[]> all(new float[sums ? s.nt * s.c : 0]), edge(new float[rsxp ? s.nt * 4 * s.c : 0]),
-      corner(new float[rsxp ? s.nt * 4 * s.c : 0]);
-  auto start_frame = [&](int64_t f) {
-    if (sums) std::fill(all.get() + f * s.c, all.get() + (f + 1) * s.c, 0.f);
-    if (rsxp) std::fill(edge.get() + f * 4 * s.c, edge.get() + (f + 1) * 4 * s.c, 0.f);
-  };
-  auto border = [&](int64_t p) {
-    const int64_t y = p / s.w, xx = p % s.w;
-    return y == 0 || y == s.h - 1 || xx == 0 || xx == s.w - 1;
-  };
-  auto add_pixel = [&](int64_t f, int64_t p, const float* o) {  // pixel p of frame f of xs, in o
-    if (cmp) cmp[f * s.p + p] = sum_row(o, s.c) / s.c;
-    if (sums) add_to(all.get() + f * s.c, o, s.c);
-    if (rsxp && border(p)) {
-      float* ed = edge.get() + f * 4 * s.c;
-      const int64_t y = p / s.w, xx = p % s.w;
-      const bool top = y == 0, bottom = y == s.h - 1, left = xx == 0, right = xx == s.w - 1;
-      if (top) add_to(ed, o, s.c);
-      if (bottom) add_to(ed + s.c, o, s.c);
-      if (left) add_to(ed + 2 * s.c, o, s.c);
-      if (right) add_to(ed + 3 * s.c, o, s.c);
-      for (int j = 0; j < 4; ++j)
-        if ((j < 2 ? top : bottom) && (j % 2 ? right : left))
-          std::copy(o, o + s.c, corner.get() + (f * 4 + j) * s.c);
-    }
-  };
-  auto frame_done = [&](int64_t f) {
-    if (rsxp) edge_region_sums(all.get() + f * s.c, edge.get() + f * 4 * s.c, corner.get() + f * 4 * s.c, s, f, rsxp);
-    if (smp)
-      for (int64_t c = 0; c < s.c; ++c) smp[c * s.nt + f] = all[f * s.c + c] / s.p;
-    if (sqw)  // sq[f]^T (P, r) = xs[f] (P, C) @ W^T (C, r), stored column-major: (r, P)
-      gemm({outp + f * frame, 0, s.c, 1}, {fp(w_t), 0, r_me, 1}, sqw + f * r_me * s.p, -s.p, 1, s.c, r_me, 0, s.p);
-  };
-  if (squeeze || !sums) {
-    for_each_xs_pixel(
-        xp, kt, s, squeeze ? outp : nullptr,
-        [&](int64_t f, int64_t p, const float* o) {
-          if (p == 0) start_frame(f);
-          add_pixel(f, p, o);
-        },
-        frame_done);
-  } else {  // xs is not kept: a pixel inside the border is summed without being stored
-    const float *k0 = fp(kt), *k1 = k0 + s.c, *k2 = k1 + s.c;
-    auto pixels = [&](int64_t f, int64_t p0, int64_t p1, float* buf) {  // pixels p0..p1 of frame f
+  at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
+    std::vector<float> buf(keep ? 0 : s.c);
+    for (int64_t f = b; f < e; ++f) {
       const int64_t tt = f % s.t;
-      for (int64_t p = p0; p < p1; ++p) {
-        const float* cur = xp + f * frame + p * s.c;
-        const float* prev = tt > 0 ? cur - frame : nullptr;
-        const float* next = tt + 1 < s.t ? cur + frame : nullptr;
-        if (!(rsxp && border(p))) {
-          const float total = shift_sum_pixel(prev, cur, next, k0, k1, k2, all.get() + f * s.c, buf, s.c);
-          if (cmp) cmp[f * s.p + p] = total / s.c;
-          continue;
-        }
-        shift_scale_pixel(prev, cur, next, k0, k1, k2, nullptr, 0.f, buf, s.c);
-        add_pixel(f, p, buf);
+      for (int64_t p = 0; p < s.p; ++p) {
+        const float* cur = x + f * frame + p * s.c;
+        float* o = keep ? keep + f * frame + p * s.c : buf.data();
+        shift_scale_pixel(tt > 0 ? cur - frame : nullptr, cur, tt + 1 < s.t ? cur + frame : nullptr, k0, k1, k2,
+                          nullptr, 0.f, o, s.c);
+        pixel_fn(f, p, static_cast<const float*>(o));
       }
-    };
-    for_each_pixel_range(s, true, pixels, start_frame, frame_done);
-  }
-  Gates gt = forward_gates(s, st, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, factor, eps,
-                           me_dw, me_ex);
-  return {st, std::move(gt), kt};
+      frame_done(f);
+    }
+  });
 }
 
 // action_forward on channels_last x (memory (NT, H, W, C)); the output is channels_last too. F1 and
@@ -987,16 +793,67 @@ std::vector<Tensor> action_forward_nhwc(Tensor x, Tensor k, int64_t t, bool ste,
                                         Tensor ce_sq, Tensor ce_t, Tensor ce_ex, Tensor me_sq, Tensor bn_w,
                                         Tensor bn_b, Tensor bn_rm, Tensor bn_rv, bool batch_stats, double factor,
                                         double eps, Tensor me_dw, Tensor me_ex) {
-  const NhwcGates ng = nhwc_gates(x, k, t, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, batch_stats,
-                                  factor, eps, me_dw, me_ex, true);
-  const Stats& st = ng.st;
-  const Gates& gt = ng.gt;
+  TORCH_CHECK(x.dim() == 4 && x.is_contiguous(at::MemoryFormat::ChannelsLast), "x must be channels_last (N*T, C, H, W)");
   const Shape s = shape_of(x, t);
   const float* xp = x.data_ptr<float>();
+  const Stats st = stats_buffers(x, s, ste, ce, me, batch_stats, me_sq, true);
   const bool squeeze = st.squeeze;
-  float* outp = fp(st.out);
-  const float *k0 = fp(ng.kt), *k1 = k0 + s.c, *k2 = k1 + s.c;
+  float* outp = fp(st.out);  // holds xs between F1 and F2 when `squeeze`
+  float* cmp = ptr_or_null(st.cm);
+  float* smp = ptr_or_null(st.sm);
+  float* rsxp = ptr_or_null(st.rsx);
+  float* sqw = ptr_or_null(st.sq);
+  const int64_t r_me = me ? me_sq.size(0) : 0;
+  const Tensor kt = shift_rows(k, s.c);
+  const float *k0 = fp(kt), *k1 = k0 + s.c, *k2 = k1 + s.c;
+  const Tensor w_t = squeeze ? me_sq.reshape({r_me, s.c}).t().contiguous() : Tensor();  // W^T (C, r)
   const int64_t frame = s.p * s.c;
+  // F1. Per frame: the sum of its pixels and, for ME's region sums, of its first row, last row,
+  // first column, last column, and its corners (0, 0), (0, W-1), (H-1, 0), (H-1, W-1)
+  // (each frame's slices are zeroed at its first pixel, by the thread that sums them)
+  const bool sums = smp || rsxp;
+  std::unique_ptr<float[]> all(new float[sums ? s.nt * s.c : 0]), edge(new float[rsxp ? s.nt * 4 * s.c : 0]),
+      corner(new float[rsxp ? s.nt * 4 * s.c : 0]);
+  for_each_xs_pixel(
+      xp, kt, s, squeeze ? outp : nullptr,
+      [&](int64_t f, int64_t p, const float* o) {
+        if (cmp) cmp[f * s.p + p] = sum_row(o, s.c) / s.c;
+        if (sums) {
+          if (p == 0) std::fill(all.get() + f * s.c, all.get() + (f + 1) * s.c, 0.f);
+          add_to(all.get() + f * s.c, o, s.c);
+        }
+        if (rsxp) {
+          float* ed = edge.get() + f * 4 * s.c;
+          if (p == 0) std::fill(ed, ed + 4 * s.c, 0.f);
+          const int64_t y = p / s.w, xx = p % s.w;
+          const bool top = y == 0, bottom = y == s.h - 1, left = xx == 0, right = xx == s.w - 1;
+          if (top) add_to(ed, o, s.c);
+          if (bottom) add_to(ed + s.c, o, s.c);
+          if (left) add_to(ed + 2 * s.c, o, s.c);
+          if (right) add_to(ed + 3 * s.c, o, s.c);
+          for (int j = 0; j < 4; ++j)
+            if ((j < 2 ? top : bottom) && (j % 2 ? right : left))
+              std::copy(o, o + s.c, corner.get() + (f * 4 + j) * s.c);
+        }
+      },
+      [&](int64_t f) {
+        for (int64_t c = 0; c < s.c; ++c) {
+          const float total = sums ? all[f * s.c + c] : 0.f;
+          if (smp) smp[c * s.nt + f] = total / s.p;
+          if (rsxp) {
+            const float* ed = edge.get() + f * 4 * s.c + c;
+            const float* co = corner.get() + f * 4 * s.c + c;
+            const double corners[4] = {co[0], co[s.c], co[2 * s.c], co[3 * s.c]};
+            double v[9];
+            region_sums_of_edges(total, ed[0], ed[s.c], ed[2 * s.c], ed[3 * s.c], corners, v);
+            for (int ab = 0; ab < 9; ++ab) rsxp[c * s.nt * 9 + f * 9 + ab] = float(v[ab]);
+          }
+        }
+        if (sqw)  // sq[f]^T (P, r) = xs[f] (P, C) @ W^T (C, r), stored column-major: (r, P)
+          gemm({outp + f * frame, 0, s.c, 1}, {fp(w_t), 0, r_me, 1}, sqw + f * r_me * s.p, -s.p, 1, s.c, r_me, 0, s.p);
+      });
+  const Gates gt = forward_gates(s, st, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, factor,
+                                 eps, me_dw, me_ex);
   // F2: out = xs * (gate_c + gate_s), pixel by pixel [in place on xs, or xs recomputed from x]
   const float* gc = fp(gt.gate_c);
   const float* gs = ste ? fp(gt.g1) : nullptr;
@@ -1017,72 +874,6 @@ std::vector<Tensor> action_forward_nhwc(Tensor x, Tensor k, int64_t t, bool ste,
     }
   });
   return saved_list(st, gt);
-}
-
-// The module followed by a 1x1 convolution (no bias, stride 1), in evaluation: y = conv(out), out =
-// xs * (gate_c + gate_s) never stored. F1 and the gates as in action_forward_nhwc; then blocks of
-// pixels in parallel: a block's rows of out are formed in a per-thread buffer (~256 KB, it stays in
-// the L2 cache; rows padded so that they do not alias in L1) and multiplied at once by W^T (C, O),
-// O the convolution's output channels (w_t: the weight transposed, given by the caller, which keeps
-// it). y is (NT, O, H, W) channels_last. Each element of y is summed over c in order by one
-// accumulator, whatever the blocks and threads.
-Tensor action_conv1x1_nhwc(Tensor x, Tensor k, int64_t t, bool ste, bool ce, bool me, Tensor ste_w, Tensor ce_sq,
-                           Tensor ce_t, Tensor ce_ex, Tensor me_sq, Tensor bn_w, Tensor bn_b, Tensor bn_rm,
-                           Tensor bn_rv, double eps, Tensor me_dw, Tensor me_ex, Tensor w_t) {
-  TORCH_CHECK(w_t.dim() == 2 && w_t.size(0) == x.size(1) && w_t.is_contiguous(), "w_t must be (C, O) contiguous");
-  const int64_t o = w_t.size(1);
-  const NhwcGates ng = nhwc_gates(x, k, t, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, false,
-                                  0.0, eps, me_dw, me_ex, false);
-  const Shape s = shape_of(x, t);
-  const float* xp = x.data_ptr<float>();
-  const float *k0 = fp(ng.kt), *k1 = k0 + s.c, *k2 = k1 + s.c;
-  const float* gc = fp(ng.gt.gate_c);
-  const float* gs = ste ? fp(ng.gt.g1) : nullptr;
-  Tensor y = at::empty({s.nt, o, s.h, s.w}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
-  float* yp = fp(y);
-  const int64_t frame = s.p * s.c;
-  // The product runs on blocks of rows of out (pixels q = f * P + p), at most ~256 KB of out per
-  // chunk of kc channels, so that a chunk of W^T (kc, O) stays in the L2 cache while the block's
-  // rows are multiplied by it; y sums the chunks in order ("add"), each element still in one
-  // accumulator. A block is a range of pixels of one frame (large maps) or a group of whole frames
-  // of one clip (small maps). The threads take (clip, range of pixels) in parallel and walk the
-  // clip's frames in order: x[t] and x[t+1], read for frame t, are still in the cache as the
-  // previous and current frame of t+1, so the shift reads each pixel of x from memory once.
-  const int64_t kc = std::min(s.c, std::max<int64_t>(64, (int64_t(1) << 16) / o / 16 * 16));
-  const int64_t ld = kc % 256 ? kc : kc + 16;  // row stride of the buffer: 1 KB multiples alias in L1
-  const int64_t most = std::clamp<int64_t>((int64_t(1) << 16) / kc / 6 * 6, 6, 240);
-  const int64_t n_clips = s.nt / s.t, threads = at::get_num_threads();
-  const int64_t ranges = std::min(std::max((s.p + most - 1) / most, (threads + n_clips - 1) / n_clips), s.p);
-  const int64_t span = ranges > 1 ? ((s.p + ranges - 1) / ranges + 5) / 6 * 6 : s.p;  // pixels per range
-  const int64_t group = span == s.p ? std::clamp<int64_t>(most / s.p, 1, s.t) : 1;  // frames per block
-  const int64_t n_ranges = (s.p + span - 1) / span;
-  at::parallel_for(0, n_clips * n_ranges, 1, [&](int64_t b, int64_t e) {
-    std::unique_ptr<float[]> buf(new float[std::max(span, group * s.p) * ld]);
-    for (int64_t u = b; u < e; ++u) {
-      const int64_t n = u / n_ranges, p0 = (u % n_ranges) * span, p1 = std::min(s.p, p0 + span);
-      for (int64_t t0 = 0; t0 < s.t; t0 += group) {
-        const int64_t t1 = std::min(s.t, t0 + group), f0 = n * s.t + t0;
-        // rows q0..q1: pixels p0..p1 of frames f0..f0 + (t1 - t0), contiguous (p0..p1 is all of
-        // a frame when the block has several)
-        const int64_t q0 = f0 * s.p + p0, q1 = (f0 + t1 - t0 - 1) * s.p + p1;
-        for (int64_t c0 = 0; c0 < s.c; c0 += kc) {
-          const int64_t nc = std::min(kc, s.c - c0);
-          for (int64_t q = q0, f = f0; q < q1; ++f) {  // the pixels of frame f in the block
-            const int64_t tt = f % s.t, end = std::min(q1, f * s.p + p1);
-            const bool prev = tt > 0, next = tt + 1 < s.t;
-            const float* a = gc + f * s.c + c0;
-            for (; q < end; ++q) {
-              const float* cur = xp + q * s.c + c0;
-              shift_scale_pixel(prev ? cur - frame : nullptr, cur, next ? cur + frame : nullptr, k0 + c0, k1 + c0,
-                                k2 + c0, a, gs ? gs[q] : 0.f, buf.get() + (q - q0) * ld, nc);
-            }
-          }
-          gemm({buf.get(), 0, ld, 1}, {fp(w_t) + c0 * o, 0, o, 1}, yp + q0 * o, o, 1, nc, o, 0, q1 - q0, c0 > 0);
-        }
-      }
-    }
-  });
-  return y;
 }
 
 // B2+B3 on channels_last tensors: G = g * (gate_c + gate_s) + d cm / C + d sm / P + E, with ME's data
