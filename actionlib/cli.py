@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 COMMANDS = {
@@ -20,6 +21,8 @@ COMMANDS = {
     "synth": "actionlib.data.synthetic",
     "cam": "actionlib.cam.cli",
 }
+# the long-running commands: glibc keeps freed memory in them and their child processes
+KEEP_HEAP = ("train", "eval", "reproduce", "cam")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -54,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command in KEEP_HEAP:  # steps stop page-faulting their buffers in again (actionlib._heap)
+        from . import _heap
+
+        _heap.keep_heap()
+        os.environ.update(_heap.child_env())
     return int(args._module.main(args) or 0)
 
 

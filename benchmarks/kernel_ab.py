@@ -19,10 +19,10 @@ With ``--channels-last`` both models run NHWC (``actionlib.models.to_channels_la
 revision's kernel must have the NHWC passes then (a79b469 or later).
 
 With ``--keep-heap`` glibc keeps freed memory instead of handing it back to the system
-(``heap.py``). Without it, inference-only rounds page-fault ~26k times per ResNet-50 step for
-either model (~30 ms of TSN's ~115 ms on the project's VM): the ratios are then diluted, and
-kernel changes that move memory traffic read as gains that vanish once the faults are gone
-(RESULTS.md, 2026-11-25). Use it for inference A/Bs.
+(``actionlib._heap``). Without it, inference-only rounds page-fault ~26k times per ResNet-50
+step for either model (~30 ms of TSN's ~115 ms on the project's VM): the ratios are then
+diluted, and kernel changes that move memory traffic read as gains that vanish once the faults
+are gone (RESULTS.md, 2026-11-25). Use it for inference A/Bs.
 """
 
 from __future__ import annotations
@@ -38,12 +38,10 @@ import torch
 from torch import nn
 
 import actionlib
-from actionlib import _cpp
+from actionlib import _cpp, _heap
 from actionlib.models import to_channels_last
 from actionlib.ops import _kernel
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from heap import keep_heap  # noqa: E402
 
 SOURCE = "actionlib/ops/action_cpu.cpp"
 
@@ -91,8 +89,8 @@ def main() -> None:
     if not modes or any(m not in ("train", "infer") for m in modes):
         p.error(f"--modes takes train and/or infer, got {args.modes!r}")
 
-    if args.keep_heap:
-        keep_heap()
+    if args.keep_heap and not _heap.keep_heap():
+        sys.exit("--keep-heap: glibc did not take the settings (ACTIONLIB_KEEP_HEAP=0, or not glibc)")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     here = _kernel.kernels()

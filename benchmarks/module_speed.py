@@ -10,9 +10,9 @@ bytes of the distinct storages autograd keeps for the backward pass of one step.
     python benchmarks/module_speed.py [--clips 2 --frames 8 --size 112 --repeats 7 --threads 2]
                                       [--channels-last] [--backbone resnet50] [--keep-heap]
 
-``--keep-heap``: glibc keeps freed memory (``heap.py``) in the timed process, so that no step
-faults its buffers in again page by page (train steps otherwise do, ~32k minor faults per TSN
-step). The memory subprocesses run without it: their peaks would count the kept blocks.
+``--keep-heap``: glibc keeps freed memory (``actionlib._heap``) in the timed process, so that
+no step faults its buffers in again page by page (train steps otherwise do, ~32k minor faults
+per TSN step). The memory subprocesses run without it: their peaks would count the kept blocks.
 
 Targets (issue 2): train-step ratio ACTION/TSN <= 1.15, inference <= 1.10, memory <= 1.3.
 """
@@ -34,9 +34,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import actionlib  # noqa: E402
+from actionlib import _heap  # noqa: E402
 from actionlib.models import to_channels_last  # noqa: E402
 from actionlib.models.backbones import insert_temporal, insertion_points  # noqa: E402
-from heap import keep_heap  # noqa: E402
 
 MODELS = ("tsn", "action", "release")
 
@@ -120,8 +120,8 @@ def main() -> None:
     p.add_argument("--json", help="write the results to this file")
     args = p.parse_args()
 
-    if args.keep_heap:
-        keep_heap()
+    if args.keep_heap and not _heap.keep_heap():
+        sys.exit("--keep-heap: glibc did not take the settings (ACTIONLIB_KEEP_HEAP=0, or not glibc)")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     x = torch.randn(args.clips, args.frames, 3, args.size, args.size)

@@ -18,3 +18,10 @@ def _seed():
     np.random.seed(0)
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _no_heap_settings(monkeypatch):
+    """Tests that run ``actionlib train`` etc. in-process must not change this process's malloc
+    settings or environment for the tests after them (``actionlib._heap``; test_heap.py opts in)."""
+    monkeypatch.setenv("ACTIONLIB_KEEP_HEAP", "0")

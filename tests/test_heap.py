@@ -1,0 +1,93 @@
+"""``actionlib._heap``: glibc keeping freed memory for the long-running commands, so that steps do
+not page-fault their buffers in again; off with ``ACTIONLIB_KEEP_HEAP=0``; applied by the
+``actionlib`` command for train / eval / cam / reproduce only."""
+
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from actionlib import _heap, cli
+
+glibc = pytest.mark.skipif(platform.system() != "Linux" or not platform.libc_ver()[0] == "glibc",
+                           reason="mallopt's thresholds are glibc's")  # fmt: skip
+
+# inference steps of a ResNet-18 on 8 frames of 112 x 112: with glibc's defaults each step faults
+# its activations in again; with the heap kept the blocks are reused
+SCRIPT = textwrap.dedent(
+    """
+    import resource, sys, torch, torchvision
+    from actionlib import _heap
+    if sys.argv[1] == "keep":
+        assert _heap.keep_heap()
+    torch.set_num_threads(1)
+    model, x = torchvision.models.resnet18().eval(), torch.randn(8, 3, 112, 112)
+    with torch.no_grad():
+        model(x), model(x)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(4):
+            model(x)
+    print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 4)
+    """
+)
+
+
+def faults(mode: str) -> int:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "ACTIONLIB_KEEP_HEAP"}
+    out = subprocess.run([sys.executable, "-c", SCRIPT, mode], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return int(out.stdout.split()[-1])
+
+
+@glibc
+def test_kept_heap_reuses_blocks_instead_of_faulting_them_in():
+    default, kept = faults("default"), faults("keep")
+    assert default > 1000 and kept < default / 20, (default, kept)  # 3.5k and 0 here
+
+
+def test_off_switch_and_caller_settings(monkeypatch):
+    for key in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("ACTIONLIB_KEEP_HEAP", "0")  # (conftest sets it for every test)
+    assert not _heap.keep_heap() and _heap.child_env() == {}
+    monkeypatch.delenv("ACTIONLIB_KEEP_HEAP")
+    if _heap.enabled():
+        monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "12345")  # the caller's own value wins
+        assert _heap.child_env() == {"MALLOC_MMAP_THRESHOLD_": str(32 << 20)}
+
+
+@pytest.mark.parametrize("argv, applied", [(["runs", "--root", "{tmp}"], False), (["reproduce", "--help"], None)])
+def test_command_applies_it_to_long_running_commands_only(monkeypatch, tmp_path, argv, applied):
+    monkeypatch.delenv("ACTIONLIB_KEEP_HEAP")
+    calls = []
+    monkeypatch.setattr(_heap, "keep_heap", lambda: calls.append(True) or True)
+    for key in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
+        monkeypatch.delenv(key, raising=False)
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    if applied is None:  # --help exits while parsing, before anything is applied
+        with pytest.raises(SystemExit):
+            cli.main(argv)
+        assert calls == []
+        return
+    assert cli.main(argv) == 0
+    assert bool(calls) == applied and ("MALLOC_MMAP_THRESHOLD_" in os.environ) == applied
+
+
+def test_command_applies_it_to_train(monkeypatch):
+    """``actionlib train``: this process (mallopt) and its children (environment)."""
+    from actionlib.engine import train_cmd
+
+    calls = []
+    monkeypatch.setattr(_heap, "keep_heap", lambda: calls.append(True) or True)
+    monkeypatch.setattr(train_cmd, "main", lambda args: 0)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1")  # monkeypatch restores both afterwards
+    monkeypatch.delenv("ACTIONLIB_KEEP_HEAP", raising=False)
+    assert cli.main(["train", "--recipe", "smoke"]) == 0
+    assert calls == [True]
+    if _heap.enabled():
+        assert os.environ["MALLOC_MMAP_THRESHOLD_"] == str(32 << 20)
+    assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "1"
