@@ -42,7 +42,6 @@ from actionlib import _cpp, _heap
 from actionlib.models import to_channels_last
 from actionlib.ops import _kernel
 
-
 SOURCE = "actionlib/ops/action_cpu.cpp"
 
 
