@@ -336,6 +336,9 @@ inline void gemm_tile(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t
       for (int v = 0; v < NV; ++v)
         bv[v] = v + 1 < NV ? _mm512_loadu_ps(brow + 16 * v) : _mm512_maskz_loadu_ps(last, brow + 16 * v);
       const float* ak = af + k * a.cs;
+      if ((k & 15) == 0)  // the next tile's rows, a line ahead of their use
+#pragma GCC unroll 32
+        for (int i = 0; i < MR; ++i) _mm_prefetch(reinterpret_cast<const char*>(ak + (MR + i) * a.rs), _MM_HINT_T0);
 #pragma GCC unroll 32
       for (int i = 0; i < MR; ++i) {
         const __m512 ai = _mm512_set1_ps(ak[i * a.rs]);
@@ -568,7 +571,11 @@ Gates forward_gates(const Shape& s, const Stats& st, bool ste, bool ce, bool me,
     Tensor win_t = windows_t(z1, s);
     z2 = at::empty({s.nt, r}, opt);  // W_t (r, 3r) @ windows^T (3r, NT)
     matmul({fp(ce_t), 0, 3 * r, 1}, {fp(win_t), 0, s.nt, 1}, fp(z2), -r, r, 3 * r, s.nt);
-    Tensor a_t = at::relu(z2).t().contiguous();  // (r, NT)
+    Tensor a_t = at::empty({r, s.nt}, opt);  // relu(z2)^T (r, NT)
+    const float* z2p = fp(z2);
+    float* atp = fp(a_t);
+    for (int64_t f = 0; f < s.nt; ++f)
+      for (int64_t i = 0; i < r; ++i) atp[i * s.nt + f] = std::max(z2p[f * r + i], 0.f);
     g2 = at::empty({s.nt, s.c}, opt);  // W_ex (C, r) @ relu(z2)^T (r, NT)
     matmul({fp(ce_ex), 0, r, 1}, {fp(a_t), 0, s.nt, 1}, fp(g2), -s.c, s.c, r, s.nt);
     g2.sigmoid_();
@@ -620,7 +627,8 @@ Gates forward_gates(const Shape& s, const Stats& st, bool ste, bool ce, bool me,
       const float* pp = fp(prod);
       double* vq = vsq.data_ptr<double>();
       for (int64_t i = 0; i < r; ++i)
-        for (int64_t q = 0; q < s.nt * 9; ++q) vq[((q / 9) * r + i) * 9 + q % 9] = pp[i * s.nt * 9 + q];
+        for (int64_t f = 0; f < s.nt; ++f)
+          for (int ab = 0; ab < 9; ++ab) vq[(f * r + i) * 9 + ab] = pp[(i * s.nt + f) * 9 + ab];
     }
     d = at::zeros({s.nt, r}, opt);
     double area[9];
