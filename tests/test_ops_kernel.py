@@ -22,7 +22,8 @@ from reference_action import params_of, reference_action
 ALL_SUBSETS = [c for k in (1, 2, 3) for c in itertools.combinations(PATHS, k)]
 # (N, T, C, H, W): maps smaller and larger than the row length (64) where the input gradient's
 # product turns around, a single row, one frame per clip, and C = 200 (r = 12): row blocks and
-# 48-column strips of the matrix products with remainders, rows of 143 floats (8 full vectors + 15)
+# 48-column strips of the matrix products with remainders, rows of 143 floats (8 full vectors + 15);
+# and a single column
 SHAPES = [
     (2, 4, 32, 5, 7),
     (1, 3, 48, 10, 12),
@@ -30,6 +31,7 @@ SHAPES = [
     (2, 3, 16, 1, 6),
     (3, 1, 32, 3, 3),
     (1, 3, 200, 13, 11),
+    (2, 3, 24, 6, 1),
 ]
 
 
@@ -188,14 +190,18 @@ def test_inference_saves_nothing_and_keeps_running_stats(kernel):
     assert torch.equal(m.me_bn.running_mean, before)
 
 
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 @pytest.mark.parametrize("hw", [(28, 28), (7, 7), (4, 4)], ids=lambda s: "x".join(map(str, s)))
-def test_evaluation_shortcut_on_offset_data(kernel, monkeypatch, hw):
+def test_evaluation_shortcut_on_offset_data(kernel, monkeypatch, hw, layout):
     """In evaluation ME is computed from the region sums of xs mapped through the squeeze, with
-    BatchNorm's running mean subtracted after summing: data far from zero mean and a running
-    mean to match must not lose precision there (ResNet-like map sizes)."""
+    BatchNorm's running mean subtracted after summing (and in NHWC the sums of xs are formed from
+    sums of x): data far from zero mean and a running mean to match must not lose precision
+    there (ResNet-like map sizes)."""
     c, t = 64, 4
     ref_module = randomised(c, t, ("me",)).eval()
     x = torch.randn(2 * t, c, *hw) + 4.0
+    if layout == "nhwc":
+        x = x.contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         ref_module.me_bn.running_mean.copy_(ref_module.me_squeeze(x).mean(dim=(0, 2, 3)))
     module = copy.deepcopy(ref_module)

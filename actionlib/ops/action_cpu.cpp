@@ -22,7 +22,8 @@
 // and F1 does not store xs at all (F2 recomputes it from x while writing the output).
 // Channels_last input (memory (NT, H, W, C)) has passes of its own (action_forward_nhwc, and in
 // action_backward B1, ME's weight gradient and B23): they walk pixels, rows of C channels, and
-// share the gate networks and the saved tensors with the NCHW passes.
+// share the gate networks and the saved tensors with the NCHW passes. Where xs is not kept, its F1
+// reads x once, unshifted: the statistics are linear in x (nhwc_stats_of_x).
 // Every reduction of the loops here runs in a fixed order on one thread (deterministic).
 #include <torch/extension.h>
 
@@ -764,6 +765,39 @@ inline void add_to(float* acc, const float* row, int64_t n) {
   for (int64_t i = 0; i < n; ++i) acc[i] += row[i];
 }
 
+// One pixel (C values) of x for F1 where xs is not kept: d[j] = dot(k_j, x) for the shift weights'
+// three rows, and sum += x (sum null: skipped).
+#if defined(__AVX512F__)
+inline void pixel_dots(const float* x, const float* k0, const float* k1, const float* k2, float* sum, float* d,
+                       int64_t n) {
+  __m512 a[2][3];  // two accumulators per weight row (an FMA's latency covered)
+  for (auto& h : a)
+    for (auto& v : h) v = _mm512_setzero_ps();
+  auto step = [&](int h, int64_t i, __mmask16 m) {
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+    if (sum) _mm512_mask_storeu_ps(sum + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, sum + i), v));
+    a[h][0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, k0 + i), v, a[h][0]);
+    a[h][1] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, k1 + i), v, a[h][1]);
+    a[h][2] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, k2 + i), v, a[h][2]);
+  };
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    step(0, i, 0xFFFF);
+    step(1, i + 16, 0xFFFF);
+  }
+  for (; i < n; i += 16) step(0, i, n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u));
+  for (int j = 0; j < 3; ++j) d[j] = _mm512_reduce_add_ps(_mm512_add_ps(a[0][j], a[1][j]));
+}
+#else
+inline void pixel_dots(const float* x, const float* k0, const float* k1, const float* k2, float* sum, float* d,
+                       int64_t n) {
+  if (sum) add_to(sum, x, n);
+  d[0] = dot_row(k0, x, n);
+  d[1] = dot_row(k1, x, n);
+  d[2] = dot_row(k2, x, n);
+}
+#endif
+
 // The shift weights k (C, 3) as three rows of C, k0 / k1 / k2, for the NHWC passes.
 Tensor shift_rows(const Tensor& k, int64_t c) { return k.reshape({c, 3}).t().contiguous(); }
 
@@ -791,9 +825,84 @@ void for_each_xs_pixel(const float* x, const Tensor& rows, const Shape& s, float
   });
 }
 
+// F1 of action_forward_nhwc where xs is not kept (evaluation, or no ME path): its statistics are
+// linear in x, so they come from x read once, unshifted. Per frame f of x: the three dot products
+// of each pixel with the shift weights' rows, D_j(f, p) = k_j . x[f, p], and the sums of x over the
+// frame's pixels, its edges (first / last row and column) and its corners. Then the channel mean
+// cm[f, p] = (D_0(f-1, p) + D_1(f, p) + D_2(f+1, p)) / C, and each sum S of xs is
+// k0 S(x[f-1]) + k1 S(x[f]) + k2 S(x[f+1]) (terms outside the clip left out).
+void nhwc_stats_of_x(const float* xp, const float* k0, const float* k1, const float* k2, const Shape& s, float* cmp,
+                     float* smp, float* rsxp) {
+  const int64_t frame = s.p * s.c;
+  const bool sums = smp || rsxp;
+  std::unique_ptr<float[]> dots(new float[cmp ? s.nt * s.p * 3 : 0]), total(new float[sums ? s.nt * s.c : 0]),
+      edge(new float[rsxp ? s.nt * 4 * s.c : 0]);
+  at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
+    for (int64_t f = b; f < e; ++f) {
+      float* tf = sums ? total.get() + f * s.c : nullptr;
+      float* ed = rsxp ? edge.get() + f * 4 * s.c : nullptr;
+      if (tf) std::fill(tf, tf + s.c, 0.f);
+      if (ed) std::fill(ed, ed + 4 * s.c, 0.f);
+      for (int64_t p = 0; p < s.p; ++p) {
+        const float* xr = xp + f * frame + p * s.c;
+        if (cmp) pixel_dots(xr, k0, k1, k2, tf, dots.get() + (f * s.p + p) * 3, s.c);
+        else add_to(tf, xr, s.c);
+        if (ed) {
+          const int64_t y = p / s.w, xx = p % s.w;
+          if (y == 0) add_to(ed, xr, s.c);
+          if (y == s.h - 1) add_to(ed + s.c, xr, s.c);
+          if (xx == 0) add_to(ed + 2 * s.c, xr, s.c);
+          if (xx == s.w - 1) add_to(ed + 3 * s.c, xr, s.c);
+        }
+      }
+    }
+  });
+  const int64_t corner_px[4] = {0, s.w - 1, (s.h - 1) * s.w, s.h * s.w - 1};  // (0,0) (0,W-1) (H-1,0) (H-1,W-1)
+  at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
+    std::vector<float> rows(sums ? 9 * s.c : 0);
+    for (int64_t f = b; f < e; ++f) {
+      const int64_t tt = f % s.t;
+      const bool prev = tt > 0, next = tt + 1 < s.t;
+      if (cmp) {
+        const float* d = dots.get();
+        for (int64_t p = 0; p < s.p; ++p) {
+          float v = d[(f * s.p + p) * 3 + 1];
+          if (prev) v = d[((f - 1) * s.p + p) * 3] + v;
+          if (next) v += d[((f + 1) * s.p + p) * 3 + 2];
+          cmp[f * s.p + p] = v / s.c;
+        }
+      }
+      if (!sums) continue;
+      // per channel, k0 a[f-1] + k1 a[f] + k2 a[f+1] of the frames' sums of x: the total, then
+      // (region sums only) the four edges and the four corners, as nine rows of C
+      auto combine = [&](const float* a, int64_t stride, float* out) {
+        const float* cur = a + f * stride;
+        shift_scale_pixel(prev ? cur - stride : nullptr, cur, next ? cur + stride : nullptr, k0, k1, k2, nullptr, 0.f,
+                          out, s.c);
+      };
+      float* sums_xs = rows.data();  // [0]: total, [1..4]: edges, [5..8]: corners; rows of C
+      combine(total.get(), s.c, sums_xs);
+      if (smp)
+        for (int64_t c = 0; c < s.c; ++c) smp[c * s.nt + f] = sums_xs[c] / s.p;
+      if (!rsxp) continue;
+      for (int j = 0; j < 4; ++j) {
+        combine(edge.get() + j * s.c, 4 * s.c, sums_xs + (1 + j) * s.c);
+        combine(xp + corner_px[j] * s.c, frame, sums_xs + (5 + j) * s.c);
+      }
+      for (int64_t c = 0; c < s.c; ++c) {
+        const float* r = sums_xs + c;
+        const double corners[4] = {r[5 * s.c], r[6 * s.c], r[7 * s.c], r[8 * s.c]};
+        double v[9];
+        region_sums_of_edges(r[0], r[s.c], r[2 * s.c], r[3 * s.c], r[4 * s.c], corners, v);
+        for (int ab = 0; ab < 9; ++ab) rsxp[c * s.nt * 9 + f * 9 + ab] = float(v[ab]);
+      }
+    }
+  });
+}
+
 // action_forward on channels_last x (memory (NT, H, W, C)); the output is channels_last too. F1 and
-// F2 walk the pixels of a frame, each a row of C channels: the channel mean is a row sum, the
-// spatial mean and ME's region sums are sums of rows (all of them; the first and last row and
+// F2 walk the pixels of a frame, each a row of C channels (F1 on x itself where xs is not kept:
+// nhwc_stats_of_x): the channel mean is a row sum, the spatial mean and ME's region sums are sums of rows (all of them; the first and last row and
 // column of the map; the four corners). The statistics, the gates and the saved tensors are the
 // NCHW forward's (ME's squeeze is formed as sq[f]^T (P, r) = xs[f] (P, C) @ W^T (C, r) and stored
 // column-major, i.e. (r, P) like the NCHW one), so the backward pass is shared.
@@ -816,50 +925,29 @@ std::vector<Tensor> action_forward_nhwc(Tensor x, Tensor k, int64_t t, bool ste,
   const float *k0 = fp(kt), *k1 = k0 + s.c, *k2 = k1 + s.c;
   const Tensor w_t = squeeze ? me_sq.reshape({r_me, s.c}).t().contiguous() : Tensor();  // W^T (C, r)
   const int64_t frame = s.p * s.c;
-  // F1. Per frame: the sum of its pixels and, for ME's region sums, of its first row, last row,
-  // first column, last column, and its corners (0, 0), (0, W-1), (H-1, 0), (H-1, W-1)
-  // (each frame's slices are zeroed at its first pixel, by the thread that sums them)
-  const bool sums = smp || rsxp;
-  std::unique_ptr<float[]> all(new float[sums ? s.nt * s.c : 0]), edge(new float[rsxp ? s.nt * 4 * s.c : 0]),
-      corner(new float[rsxp ? s.nt * 4 * s.c : 0]);
-  for_each_xs_pixel(
-      xp, kt, s, squeeze ? outp : nullptr,
-      [&](int64_t f, int64_t p, const float* o) {
-        if (cmp) cmp[f * s.p + p] = sum_row(o, s.c) / s.c;
-        if (sums) {
-          if (p == 0) std::fill(all.get() + f * s.c, all.get() + (f + 1) * s.c, 0.f);
-          add_to(all.get() + f * s.c, o, s.c);
-        }
-        if (rsxp) {
-          float* ed = edge.get() + f * 4 * s.c;
-          if (p == 0) std::fill(ed, ed + 4 * s.c, 0.f);
-          const int64_t y = p / s.w, xx = p % s.w;
-          const bool top = y == 0, bottom = y == s.h - 1, left = xx == 0, right = xx == s.w - 1;
-          if (top) add_to(ed, o, s.c);
-          if (bottom) add_to(ed + s.c, o, s.c);
-          if (left) add_to(ed + 2 * s.c, o, s.c);
-          if (right) add_to(ed + 3 * s.c, o, s.c);
-          for (int j = 0; j < 4; ++j)
-            if ((j < 2 ? top : bottom) && (j % 2 ? right : left))
-              std::copy(o, o + s.c, corner.get() + (f * 4 + j) * s.c);
-        }
-      },
-      [&](int64_t f) {
-        for (int64_t c = 0; c < s.c; ++c) {
-          const float total = sums ? all[f * s.c + c] : 0.f;
-          if (smp) smp[c * s.nt + f] = total / s.p;
-          if (rsxp) {
-            const float* ed = edge.get() + f * 4 * s.c + c;
-            const float* co = corner.get() + f * 4 * s.c + c;
-            const double corners[4] = {co[0], co[s.c], co[2 * s.c], co[3 * s.c]};
-            double v[9];
-            region_sums_of_edges(total, ed[0], ed[s.c], ed[2 * s.c], ed[3 * s.c], corners, v);
-            for (int ab = 0; ab < 9; ++ab) rsxp[c * s.nt * 9 + f * 9 + ab] = float(v[ab]);
+  // F1: the channel mean, the spatial mean [and ME's region sums] [and ME's squeeze]
+  if (!squeeze) {  // from x directly (the statistics are linear in x)
+    nhwc_stats_of_x(xp, k0, k1, k2, s, cmp, smp, rsxp);
+  } else {
+    // xs frame by frame into the output's buffer; per frame, the sum of its pixels and ME's squeeze
+    // (formed while the frame's xs is still in this core's cache)
+    std::unique_ptr<float[]> all(new float[smp ? s.nt * s.c : 0]);
+    for_each_xs_pixel(
+        xp, kt, s, outp,
+        [&](int64_t f, int64_t p, const float* o) {
+          if (cmp) cmp[f * s.p + p] = sum_row(o, s.c) / s.c;
+          if (smp) {
+            if (p == 0) std::fill(all.get() + f * s.c, all.get() + (f + 1) * s.c, 0.f);
+            add_to(all.get() + f * s.c, o, s.c);
           }
-        }
-        if (sqw)  // sq[f]^T (P, r) = xs[f] (P, C) @ W^T (C, r), stored column-major: (r, P)
+        },
+        [&](int64_t f) {
+          if (smp)
+            for (int64_t c = 0; c < s.c; ++c) smp[c * s.nt + f] = all[f * s.c + c] / s.p;
+          // sq[f]^T (P, r) = xs[f] (P, C) @ W^T (C, r), stored column-major: (r, P)
           gemm({outp + f * frame, 0, s.c, 1}, {fp(w_t), 0, r_me, 1}, sqw + f * r_me * s.p, -s.p, 1, s.c, r_me, 0, s.p);
-      });
+        });
+  }
   const Gates gt = forward_gates(s, st, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, factor,
                                  eps, me_dw, me_ex);
   // F2: out = xs * (gate_c + gate_s), pixel by pixel [in place on xs, or xs recomputed from x]
