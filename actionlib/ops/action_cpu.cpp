@@ -901,11 +901,12 @@ void nhwc_stats_of_x(const float* xp, const float* k0, const float* k1, const fl
 }
 
 // action_forward on channels_last x (memory (NT, H, W, C)); the output is channels_last too. F1 and
-// F2 walk the pixels of a frame, each a row of C channels (F1 on x itself where xs is not kept:
-// nhwc_stats_of_x): the channel mean is a row sum, the spatial mean and ME's region sums are sums of rows (all of them; the first and last row and
-// column of the map; the four corners). The statistics, the gates and the saved tensors are the
-// NCHW forward's (ME's squeeze is formed as sq[f]^T (P, r) = xs[f] (P, C) @ W^T (C, r) and stored
-// column-major, i.e. (r, P) like the NCHW one), so the backward pass is shared.
+// F2 walk the pixels of a frame, each a row of C channels: the channel mean is a row sum, the
+// spatial mean and ME's region sums are sums of rows (all of them; the first and last row and
+// column of the map; the four corners), taken of x itself where xs is not kept (nhwc_stats_of_x).
+// The statistics, the gates and the saved tensors are the NCHW forward's (ME's squeeze is formed
+// as sq[f]^T (P, r) = xs[f] (P, C) @ W^T (C, r) and stored column-major, i.e. (r, P) like the NCHW
+// one), so the backward pass is shared.
 std::vector<Tensor> action_forward_nhwc(Tensor x, Tensor k, int64_t t, bool ste, bool ce, bool me, Tensor ste_w,
                                         Tensor ce_sq, Tensor ce_t, Tensor ce_ex, Tensor me_sq, Tensor bn_w,
                                         Tensor bn_b, Tensor bn_rm, Tensor bn_rv, bool batch_stats, double factor,
