@@ -15,8 +15,8 @@ from actionlib import _heap, cli
 glibc = pytest.mark.skipif(platform.system() != "Linux" or not platform.libc_ver()[0] == "glibc",
                            reason="mallopt's thresholds are glibc's")  # fmt: skip
 
-# inference steps of a ResNet-18 on 8 frames of 112 x 112: with glibc's defaults each step faults
-# its activations in again; with the heap kept the blocks are reused
+# inference steps of a ResNet-18 on 8 frames of 112 x 112: with glibc's thresholds low each step
+# faults its activations in again; with the heap kept the blocks are reused
 SCRIPT = textwrap.dedent(
     """
     import resource, sys, torch, torchvision
@@ -35,17 +35,22 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def faults(mode: str) -> int:
+def faults(mode: str, **malloc_env: str) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "ACTIONLIB_KEEP_HEAP"}
-    out = subprocess.run([sys.executable, "-c", SCRIPT, mode], env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", SCRIPT, mode], env={**env, **malloc_env}, capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     return int(out.stdout.split()[-1])
 
 
 @glibc
 def test_kept_heap_reuses_blocks_instead_of_faulting_them_in():
-    default, kept = faults("default"), faults("keep")
-    assert default > 1000 and kept < default / 20, (default, kept)  # 3.5k and 0 here
+    """Against glibc's initial thresholds (128 KiB) held fixed. Left to itself glibc raises them as
+    blocks are freed, and where they settle varies from run to run: 0 to 4.7k faults per step of
+    this script were measured with the defaults, so the defaults cannot be the baseline here."""
+    initial = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
+    default, kept = faults("default", **initial), faults("keep")
+    assert default > 1000 and kept < default / 20, (default, kept)
 
 
 def test_off_switch_and_caller_settings(monkeypatch):
