@@ -3,13 +3,13 @@
 With glibc's defaults, blocks above a threshold (128 KB at first) are mapped fresh and handed
 back to the system when freed, and the top of the heap is trimmed. A training or evaluation step
 of these models frees and reallocates its activations every time, so each step can fault them in
-again page by page, zeroed. glibc raises the thresholds as blocks are freed; where they settle
-varies from run to run (a ResNet-18 inference step measured 0 to 4.7k faults; ``tests/test_heap.py``
-holds them at their initial values instead). On the project's 2-core VM that is ~9-11k minor faults per step of
+again page by page, zeroed. On the project's 2-core VM that was ~9-11k minor faults per step of
 the ``quick`` recipe's ACTION-ResNet-18: 120 steps of ``actionlib train --recipe quick --arch
 action --epochs 1 --max-steps-per-epoch 120`` took 13.3-13.9 s, and 11.8-12.3 s with the heap
-kept. It is ~26k faults per inference step of ResNet-50 at 112 x 112 (~30 ms of ~115). Kept,
-the blocks are reused and no step faults.
+kept; and ~26k faults per inference step of ResNet-50 at 112 x 112 (~30 ms of ~115). glibc
+raises the thresholds as blocks are freed, and where they settle varies from run to run: a
+ResNet-18 inference step measured 0 to 4.7k faults (``tests/test_heap.py`` holds them at their
+initial values instead). Kept, the blocks are reused and no step faults.
 
 ``keep_heap()`` sets that for this process (``mallopt``), ``child_env()`` gives the environment
 variables that set it for processes started from here (notebook kernels, data workers). The
