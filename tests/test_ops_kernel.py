@@ -248,21 +248,26 @@ def test_model_training_step_same_on_both_paths(kernel, monkeypatch):
 
 
 def test_outputs_reuse_freed_blocks(kernel):
-    """The kernel's outputs come from its block cache: a freed output's block serves the next call
-    of that size, a live one is never handed out again, and clear_buffer_cache() empties it."""
+    """Outputs autograd keeps come from the kernel's block cache: a freed output's block serves the
+    next such call of that size, a live one is never handed out again, and clear_buffer_cache()
+    empties it. Outputs nothing keeps (inference) come from the system allocator, never from it."""
     torch.manual_seed(0)
     module = randomised(32, 4, PATHS).eval()
-    x = torch.randn(8, 32, 6, 6)
+    x = torch.randn(8, 32, 6, 6, requires_grad=True)
+    first = module(x)
+    expected, ptr = first.detach().clone(), first.data_ptr()
+    del first
+    again = module(x)
+    assert again.data_ptr() == ptr  # the freed block, reused
+    other = module(x)  # `again` is alive: a different block
+    assert other.data_ptr() != again.data_ptr()
+    assert torch.equal(again, expected) and torch.equal(other, expected)
+    del again  # its block goes back to the cache, which keeps it from the system allocator
     with torch.no_grad():
-        first = module(x)
-        expected, ptr = first.clone(), first.data_ptr()
-        del first
-        again = module(x)
-        assert again.data_ptr() == ptr  # the freed block, reused
-        other = module(x)  # `again` is alive: a different block
-        assert other.data_ptr() != again.data_ptr()
-        assert torch.equal(again, expected) and torch.equal(other, expected)
-    del again, other
+        plain = module(x)
+    assert plain.data_ptr() != ptr and torch.equal(plain, expected)
+    assert module(x).data_ptr() == ptr  # kept again: the cached block
+    del other, plain
     _kernel.clear_buffer_cache()
 
 

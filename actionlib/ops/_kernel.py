@@ -9,8 +9,8 @@ the shift weights' gradient. The gate networks (STE's 3x3x3 conv, CE's MLP, ME's
 depthwise conv) run inside the kernel on small tensors, without per-op autograd nodes. Every
 matrix product runs in the kernel's own register-tiled AVX-512 loops. In evaluation (BatchNorm
 on running statistics) ME needs only nine region sums of the squeezed map, which are the squeeze
-of the region sums of the shifted map: the full-size squeeze is skipped. The output and the input
-gradient come from a cache of blocks (:func:`clear_buffer_cache`). Channels_last input has its
+of the region sums of the shifted map: the full-size squeeze is skipped. The input gradient, and
+the output where autograd keeps it, come from a cache of blocks (:func:`clear_buffer_cache`). Channels_last input has its
 own passes (pixels as rows of C channels; output and input gradient channels_last, nothing
 converted), sharing the gate networks with the NCHW ones. Same numbers as the PyTorch path up to
 float rounding (tests compare outputs, every gradient and the BatchNorm running statistics, in
@@ -49,9 +49,11 @@ def kernels() -> ModuleType | None:
 def clear_buffer_cache() -> None:
     """Free the kernel's cached output blocks that no tensor uses.
 
-    The module's outputs and input gradients are allocated from a cache kept by the kernel
-    (``ACTIONLIB_BUFFER_CACHE_MB``, default 2048, ``0`` to turn it off): blocks of a size freed
-    by one step are reused by the next instead of being faulted in again page by page."""
+    The module's input gradients, and its outputs where autograd keeps them for the backward
+    pass, are allocated from a cache kept by the kernel (``ACTIONLIB_BUFFER_CACHE_MB``, default
+    2048, ``0`` to turn it off): blocks of a size freed by one step are reused by the next instead
+    of being faulted in again page by page. Outputs nothing keeps (inference) come from the
+    system allocator, which reuses a block freed a moment ago."""
     mod = kernels()
     if mod is not None:
         mod.clear_buffer_cache()
@@ -120,13 +122,15 @@ def _channels_last(x: torch.Tensor) -> bool:
     return not x.is_contiguous()
 
 
-def _forward(x, weights, cfg) -> list[torch.Tensor]:
-    """The kernel's forward: ``[out, saved tensors...]``; ``out`` has ``x``'s memory format."""
+def _forward(x, weights, cfg, kept: bool) -> list[torch.Tensor]:
+    """The kernel's forward: ``[out, saved tensors...]``; ``out`` has ``x``'s memory format.
+    ``kept``: autograd keeps ``out`` for the backward pass (it then comes from the block cache)."""
     mod, t, flags, rm, rv, batch_stats, factor, eps = cfg
     k, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, me_dw, me_ex = weights
     forward = mod.action_forward_nhwc if _channels_last(x) else mod.action_forward
     return forward(
-        x, k, t, *flags, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, rm, rv, batch_stats, factor, eps, me_dw, me_ex
+        x, k, t, *flags, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, rm, rv, batch_stats, factor, eps, me_dw, me_ex,
+        kept,
     )
 
 
@@ -134,7 +138,7 @@ class _ActionFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, *args):
         *weights, cfg = args
-        out, *saved = _forward(x, weights, cfg)
+        out, *saved = _forward(x, weights, cfg, kept=True)
         mod, t, flags, *_, batch_stats, _, _ = cfg
         ctx.cfg = (mod, t, flags, batch_stats)
         ctx.save_for_backward(x, *weights, *saved)
@@ -179,4 +183,4 @@ def action(module, x: torch.Tensor) -> torch.Tensor | None:
     if torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights)):
         return _ActionFunction.apply(x, *weights, cfg)
     with torch.no_grad():  # inference: nothing saved
-        return _forward(x, weights, cfg)[0]
+        return _forward(x, weights, cfg, kept=False)[0]

@@ -12,7 +12,7 @@
 //                 by block], and in the same pass dx = shift^T(G) and dk
 // Only x is kept for the backward pass (xs is recomputed), plus the small gate tensors.
 // All matrix products, the squeeze's and the gate networks', run in gemm() below (register-tiled
-// AVX-512); the output and dx come from a cache of blocks (BufferCache).
+// AVX-512); dx, and the output where autograd keeps it, come from a cache of blocks (BufferCache).
 // ME only ever uses spatial means of its maps, so its BatchNorm and depthwise 3x3 conv act on
 // the nine "region sums" of the squeezed map (tap (a, b) of a zero-padded 3x3 conv reads all
 // rows but the last / all / all but the first, likewise for columns).
@@ -454,13 +454,14 @@ class BufferCache {
     return *cache;
   }
 
-  // A float tensor of `sizes` (4-D with `channels_last`: NHWC strides).
-  Tensor empty(at::IntArrayRef sizes, const at::TensorOptions& opt, bool channels_last = false) {
+  // A float tensor of `sizes` (4-D with `channels_last`: NHWC strides); with `cached` false, or the
+  // cache off, from the system allocator.
+  Tensor empty(at::IntArrayRef sizes, const at::TensorOptions& opt, bool channels_last = false, bool cached = true) {
     int64_t numel = 1;
     for (const int64_t n : sizes) numel *= n;
     const size_t bytes = (size_t(numel) * sizeof(float) + 63) / 64 * 64;
     const auto format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-    if (limit_ == 0 || bytes == 0) return at::empty(sizes, opt.memory_format(format));
+    if (!cached || limit_ == 0 || bytes == 0) return at::empty(sizes, opt.memory_format(format));
     void* p = nullptr;
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -518,17 +519,21 @@ void clear_buffer_cache() { BufferCache::get().clear(); }
 // What F1 produces for the gates, in both memory layouts: the output buffer (it holds xs between F1
 // and F2 when `squeeze`), the channel mean cm (NT, P), the spatial mean sm (C, NT), ME's region
 // sums of xs rsx (C, NT*9) on running statistics, and ME's squeeze sq (NT, r, H, W) on batch
-// statistics.
+// statistics. The output comes from the block cache when `cache_out` (autograd keeps it until the
+// backward pass); else from the system allocator: in inference the output dies within its block,
+// and the allocator hands out a block freed a moment ago, still in the cache, where BufferCache's
+// block was last written a whole residual block earlier (inference 1-2% faster with the heap
+// kept; benchmarks/RESULTS.md).
 struct Stats {
   Tensor out, cm, sm, rsx, sq;
   bool squeeze;
 };
 
 Stats stats_buffers(const Tensor& x, const Shape& s, bool ste, bool ce, bool me, bool batch_stats,
-                    const Tensor& me_sq, bool channels_last) {
+                    const Tensor& me_sq, bool channels_last, bool cache_out) {
   const auto opt = x.options();
   const bool squeeze = me && batch_stats;
-  return {BufferCache::get().empty(x.sizes(), opt, channels_last),
+  return {BufferCache::get().empty(x.sizes(), opt, channels_last, cache_out),
           ste ? at::zeros({s.nt, s.p}, opt) : at::empty({0}, opt),
           ce ? at::empty({s.c, s.nt}, opt) : at::empty({0}, opt),  // transposed: (C, NT)
           me && !squeeze ? at::empty({s.c, s.nt * 9}, opt) : at::empty({0}, opt),  // [c, f*9 + ab]
@@ -667,7 +672,7 @@ std::vector<Tensor> saved_list(const Stats& st, const Gates& g) {
 std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool ce, bool me, Tensor ste_w,
                                    Tensor ce_sq, Tensor ce_t, Tensor ce_ex, Tensor me_sq, Tensor bn_w,
                                    Tensor bn_b, Tensor bn_rm, Tensor bn_rv, bool batch_stats, double factor,
-                                   double eps, Tensor me_dw, Tensor me_ex) {
+                                   double eps, Tensor me_dw, Tensor me_ex, bool cache_out) {
   const Shape s = shape_of(x, t);
   const float* xp = x.data_ptr<float>();
   const float* kp = k.data_ptr<float>();
@@ -675,7 +680,7 @@ std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool
   // squeezed map; the squeeze is linear, so they are W times the region sums of xs and the
   // full-size squeeze is skipped. xs is then kept only when the squeeze reads it: otherwise F1
   // just reduces it row by row and F2 recomputes it from x while writing the output.
-  const Stats st = stats_buffers(x, s, ste, ce, me, batch_stats, me_sq, false);
+  const Stats st = stats_buffers(x, s, ste, ce, me, batch_stats, me_sq, false, cache_out);
   const bool squeeze = st.squeeze;
   float* xsp = fp(st.out);  // the output; holds xs between F1 and F2 when `squeeze`
   float* cmp = ptr_or_null(st.cm);
@@ -910,11 +915,11 @@ void nhwc_stats_of_x(const float* xp, const float* k0, const float* k1, const fl
 std::vector<Tensor> action_forward_nhwc(Tensor x, Tensor k, int64_t t, bool ste, bool ce, bool me, Tensor ste_w,
                                         Tensor ce_sq, Tensor ce_t, Tensor ce_ex, Tensor me_sq, Tensor bn_w,
                                         Tensor bn_b, Tensor bn_rm, Tensor bn_rv, bool batch_stats, double factor,
-                                        double eps, Tensor me_dw, Tensor me_ex) {
+                                        double eps, Tensor me_dw, Tensor me_ex, bool cache_out) {
   TORCH_CHECK(x.dim() == 4 && x.is_contiguous(at::MemoryFormat::ChannelsLast), "x must be channels_last (N*T, C, H, W)");
   const Shape s = shape_of(x, t);
   const float* xp = x.data_ptr<float>();
-  const Stats st = stats_buffers(x, s, ste, ce, me, batch_stats, me_sq, true);
+  const Stats st = stats_buffers(x, s, ste, ce, me, batch_stats, me_sq, true, cache_out);
   const bool squeeze = st.squeeze;
   float* outp = fp(st.out);  // holds xs between F1 and F2 when `squeeze`
   float* cmp = ptr_or_null(st.cm);
