@@ -230,6 +230,76 @@ def test_pytorch_path_where_the_kernel_does_not_apply(kernel, monkeypatch):
     assert _kernel.action(m, x) is None  # the module then takes the PyTorch path
 
 
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("paths", ALL_SUBSETS, ids=lambda p: "+".join(p))
+def test_inference_call_equals_general_path(kernel, paths, layout):
+    """In inference the module calls the kernel with the arguments it kept (``_kernel.infer``):
+    the same numbers, bitwise, as the general call (``_kernel.action``)."""
+    m = randomised(32, 4, paths).eval()
+    x = torch.randn(8, 32, 5, 7)
+    if layout == "nhwc":
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        fast = m(x)
+        assert "_kernel_plan" in m.__dict__  # the kept arguments were used
+        assert torch.equal(fast, _kernel.action(m, x))
+        assert fast.is_contiguous(memory_format=torch.channels_last) == (layout == "nhwc")
+
+
+def test_inference_call_follows_the_module(kernel, monkeypatch):
+    """The kept arguments give way when the module changes: a replaced parameter or buffer, a
+    changed dtype, BatchNorm in training or with another eps; and a deep copy uses its own."""
+    torch.manual_seed(0)
+    m = randomised(32, 4, PATHS).eval()
+    x = torch.randn(8, 32, 5, 5)
+
+    def general(module, inp):
+        return _kernel.action(module, inp)
+
+    with torch.no_grad():
+        before = m(x)
+        m.ce_expand.weight = torch.nn.Parameter(torch.randn_like(m.ce_expand.weight))  # replaced
+        after = m(x)
+        assert not torch.equal(after, before) and torch.equal(after, general(m, x))
+        m.me_squeeze.weight.mul_(0.5)  # in place: the same object, new values
+        assert torch.equal(m(x), general(m, x))
+        m.me_bn.eps = 0.1
+        assert torch.equal(m(x), general(m, x))
+        twin = copy.deepcopy(m)  # its kept arguments are its own parameters'
+        twin.ste_conv.weight.mul_(2.0)
+        assert torch.equal(twin(x), general(twin, x)) and torch.equal(m(x), general(m, x))
+        assert not torch.equal(twin(x), m(x))
+        m.double()  # float64: the PyTorch path
+        assert _kernel.infer(m, x.double()) is None
+        ref = m(x.double())
+        m.float()
+        assert torch.allclose(m(x).double(), ref, rtol=1e-4, atol=1e-5)
+        m.me_bn.running_var = m.me_bn.running_var.double()  # a buffer the kernel cannot take
+        assert _kernel.infer(m, x) is None and "_kernel_plan" not in m.__dict__
+        m.me_bn.running_var = m.me_bn.running_var.float()
+        m.train()  # BatchNorm on batch statistics, running statistics updated: the general path
+        assert _kernel.infer(m, x) is None
+        counted = m.me_bn.num_batches_tracked.item()
+        m(x)
+        assert m.me_bn.num_batches_tracked.item() == counted + 1
+        m.eval()
+        with FlopCounterMode(display=False):  # counters see the PyTorch path's operators
+            assert _kernel.infer(m, x) is None
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert _kernel.infer(m, x) is None
+        with monkeypatch.context() as patch:
+            patch.setattr(torch.compiler, "is_compiling", lambda: True)
+            assert _kernel.infer(m, x) is None
+        assert _kernel.infer(m, torch.randn(6, 32, 5, 5)) is None  # 6 frames, T = 4: the error path's
+        with pytest.raises(ValueError, match="T=4"):
+            m(torch.randn(6, 32, 5, 5))
+        monkeypatch.setenv("ACTIONLIB_NO_CPP", "1")
+        assert _kernel.infer(m, x) is None
+        monkeypatch.setenv("ACTIONLIB_NO_CPP", "0")
+        assert _kernel.infer(m, x) is not None
+    assert _kernel.infer(m, x) is None and _kernel.usable(m, x)  # grad mode on: the general path
+
+
 def test_model_training_step_same_on_both_paths(kernel, monkeypatch):
     """A whole ACTION-ResNet-18 step: loss and every gradient agree between the paths."""
     torch.manual_seed(0)

@@ -159,6 +159,78 @@ class _ActionFunction(torch.autograd.Function):
         return (*out, None)
 
 
+def infer(module, x: torch.Tensor) -> torch.Tensor | None:
+    """``module(x)`` in inference through the compiled kernel, with the call's arguments prepared at
+    the first call and kept on the module; ``None`` where this does not apply (grad mode on, ME's
+    BatchNorm in training or without running statistics, or what :func:`usable` rules out).
+
+    Inside a model, each module call finds the Python objects it reads cold in the CPU's caches:
+    the general path (:func:`action`), which looks up ten parameters, builds its arguments and
+    enters ``no_grad``, cost ~1.5% of ACTION-ResNet-50's inference step (``ActionModule.forward``
+    paired against this path in one process, 30 rounds; benchmarks/RESULTS.md). The kept arguments
+    are checked at every call against the module (each parameter and buffer the same object, float32
+    on the CPU; BatchNorm in evaluation with the same eps) and prepared again when they differ."""
+    if torch.is_grad_enabled() or _get_current_dispatch_mode() is not None or torch.is_autocast_enabled("cpu"):
+        return None
+    if torch.compiler.is_compiling():
+        return None
+    mod = kernels()
+    if mod is None or x.dim() != 4 or x.dtype != torch.float32 or not x.is_cpu:
+        return None
+    plan = module.__dict__.get("_kernel_plan")
+    if plan is None or not _plan_holds(plan):
+        plan = _plan(module)
+        if plan is None:
+            module.__dict__.pop("_kernel_plan", None)
+            return None
+        module.__dict__["_kernel_plan"] = plan
+    args, _, _ = plan
+    if x.shape[0] % args[1]:
+        return None
+    if x.is_contiguous():
+        return mod.action_forward(x, *args)[0]
+    if x.is_contiguous(memory_format=torch.channels_last):
+        return mod.action_forward_nhwc(x, *args)[0]
+    return None
+
+
+def _plan(module) -> tuple | None:
+    """What :func:`infer` keeps: the kernel's arguments after ``x``, the (dictionary, name, object)
+    of each parameter and buffer they hold, and ME's BatchNorm and its eps (or ``None``); ``None``
+    where the module does not run that way now."""
+    weights = _weights(module)
+    flags = tuple(p in module.paths for p in ("ste", "ce", "me"))
+    f32 = torch.float32
+    if any(not (w.is_cpu and w.dtype == f32) for w in weights):
+        return None
+    subs = module._modules
+    owners = [(subs["shift"]._parameters, "weight")]
+    owners += [(subs[m]._parameters, n) for path, params in _PARAMS.items() if path in module.paths for m, n in params]
+    bn, eps, rm = None, 1e-5, weights[0].new_empty(0)
+    rv = rm
+    if flags[2]:
+        bn = subs["me_bn"]
+        if bn.training or bn.running_mean is None or bn.running_var is None:
+            return None
+        rm, rv, eps = bn.running_mean, bn.running_var, bn.eps
+        if any(not (b.is_cpu and b.dtype == f32) for b in (rm, rv)):
+            return None
+        owners += [(bn._buffers, "running_mean"), (bn._buffers, "running_var")]
+    k, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, me_dw, me_ex = weights
+    args = (k, module.num_segments, *flags, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, rm, rv, False, 0.0, eps,
+            me_dw, me_ex, False)  # fmt: skip
+    return args, tuple((d, n, d[n]) for d, n in owners), (bn, eps)
+
+
+def _plan_holds(plan: tuple) -> bool:
+    """True while the module still has the objects ``plan`` was made from, as it found them."""
+    _, owners, (bn, eps) = plan
+    for d, n, obj in owners:
+        if d.get(n) is not obj or obj.dtype != torch.float32 or not obj.is_cpu:
+            return False
+    return bn is None or (not bn.training and bn.eps == eps)
+
+
 def action(module, x: torch.Tensor) -> torch.Tensor | None:
     """``module(x)`` through the compiled kernel, or ``None`` where it does not apply
     (:func:`usable`); ``x`` is ``(N*T, C, H, W)``, contiguous or channels_last (then so are the
