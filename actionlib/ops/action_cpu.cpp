@@ -2,7 +2,7 @@
 //
 // Shapes: x (NT, C, H, W) contiguous, N clips of T frames, P = H*W, r = C/16.
 // The full-size tensors are touched in a few fused passes; everything else is small:
-//   forward   F1  x -> xs (in the output's buffer), channel mean cm (NT, P), spatial mean sm
+//   forward   F1  x -> [xs (in the output's buffer)], channel mean cm (NT, P), spatial mean sm
 //                 [and ME's squeeze sq[f] = W xs[f], formed as soon as frame f of xs is written]
 //             gates from cm, sm, sq (small loops and matrix products, no autograd nodes)
 //             F2  out = xs * (gate_c[nt, c] + gate_s[nt, p])          (in place)
@@ -19,11 +19,12 @@
 // With BatchNorm on running statistics (evaluation) the region sums of the squeezed map are W
 // times the region sums of xs (the squeeze is linear), so the full-size squeeze is skipped: F1
 // takes the nine sums of every map of xs, one (r, C) @ (C, NT*9) product maps them through W,
-// and F1 does not store xs at all (F2 recomputes it from x while writing the output).
+// and F1 does not store xs at all (F2 forms it from x while writing the output).
+// Where xs is not kept (evaluation, or no ME path), F1 reads x once, unshifted: the statistics are
+// linear in x (stats_from_sums_of_x). NCHW does so in inference only (F1 of action_forward).
 // Channels_last input (memory (NT, H, W, C)) has passes of its own (action_forward_nhwc, and in
 // action_backward B1, ME's weight gradient and B23): they walk pixels, rows of C channels, and
-// share the gate networks and the saved tensors with the NCHW passes. Where xs is not kept, its F1
-// reads x once, unshifted: the statistics are linear in x (nhwc_stats_of_x).
+// share the gate networks and the saved tensors with the NCHW passes.
 // Every reduction of the loops here runs in a fixed order on one thread (deterministic).
 #include <torch/extension.h>
 
@@ -373,6 +374,8 @@ void gemm_strip(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len
   const int64_t step = ldc > 0 ? ldc : 1;  // from row m to row m + 1 of C
   int64_t m = m0;
   for (; m + MR <= m1; m += MR) gemm_tile<MR, NV>(a.at(m, 0), b, c + m * step, ldc, nf, k_len, last, add);
+  if constexpr (MR > 3)  // the rest three rows at a time where it can: B is read a third as often
+    for (; m + 3 <= m1; m += 3) gemm_tile<3, NV>(a.at(m, 0), b, c + m * step, ldc, nf, k_len, last, add);
   for (; m < m1; ++m) gemm_tile<1, NV>(a.at(m, 0), b, c + m * step, ldc, nf, k_len, last, add);
 }
 
@@ -668,74 +671,6 @@ std::vector<Tensor> saved_list(const Stats& st, const Gates& g) {
   return {st.out, st.cm, g.g1, st.sm, g.z1, g.z2, g.g2, st.sq, g.mu, g.invstd, g.vsq, g.d, g.g3};
 }
 
-// Returns {out, saved...}; see action_backward for the saved list.
-std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool ce, bool me, Tensor ste_w,
-                                   Tensor ce_sq, Tensor ce_t, Tensor ce_ex, Tensor me_sq, Tensor bn_w,
-                                   Tensor bn_b, Tensor bn_rm, Tensor bn_rv, bool batch_stats, double factor,
-                                   double eps, Tensor me_dw, Tensor me_ex, bool cache_out) {
-  const Shape s = shape_of(x, t);
-  const float* xp = x.data_ptr<float>();
-  const float* kp = k.data_ptr<float>();
-  // With BatchNorm on running statistics (evaluation), ME needs only the nine region sums of its
-  // squeezed map; the squeeze is linear, so they are W times the region sums of xs and the
-  // full-size squeeze is skipped. xs is then kept only when the squeeze reads it: otherwise F1
-  // just reduces it row by row and F2 recomputes it from x while writing the output.
-  const Stats st = stats_buffers(x, s, ste, ce, me, batch_stats, me_sq, false, cache_out);
-  const bool squeeze = st.squeeze;
-  float* xsp = fp(st.out);  // the output; holds xs between F1 and F2 when `squeeze`
-  float* cmp = ptr_or_null(st.cm);
-  float* smp = ptr_or_null(st.sm);
-  float* rsxp = ptr_or_null(st.rsx);
-  float* sqw = ptr_or_null(st.sq);
-  // ME's squeeze sq[f] = W (r, C) @ xs[f] (C, P), formed as soon as F1 has written xs[f] (then
-  // still in this core's cache)
-  const int64_t r_me = me ? me_sq.size(0) : 0;
-  const View w_me{me ? me_sq.data_ptr<float>() : nullptr, 0, s.c, 1};
-  // F1: shift, channel mean, spatial mean [and region sums] [and the squeeze], frame by frame
-  for_each_xs_row(
-      xp, kp, s, squeeze ? xsp : nullptr,
-      [&](int64_t f, int64_t c, const float* o) {
-        if (smp || rsxp) {
-          const float acc = sum_row(o, s.p);
-          if (smp) smp[c * s.nt + f] = acc / s.p;
-          if (rsxp) {
-            double v[9];
-            region_sums_from(o, s, acc, v);
-            for (int ab = 0; ab < 9; ++ab) rsxp[c * s.nt * 9 + f * 9 + ab] = float(v[ab]);
-          }
-        }
-        if (cmp) {
-          float* cmf = cmp + f * s.p;
-#pragma omp simd
-          for (int64_t i = 0; i < s.p; ++i) cmf[i] += o[i];
-        }
-      },
-      [&](int64_t f) {
-        if (cmp)
-          for (int64_t i = 0; i < s.p; ++i) cmp[f * s.p + i] /= s.c;
-        if (sqw) gemm(w_me, {xsp + f * s.c * s.p, 0, s.p, 1}, sqw + f * r_me * s.p, s.p, 1, s.c, s.p, 0, r_me);
-      });
-  const Gates gt = forward_gates(s, st, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, factor,
-                                 eps, me_dw, me_ex);
-  // F2: out = xs * (gate_c + gate_s), in place [xs recomputed from x]
-  const float* gc = fp(gt.gate_c);
-  const float* gs = ste ? fp(gt.g1) : nullptr;
-  at::parallel_for(0, s.nt * s.c, 64, [&](int64_t b, int64_t e) {
-    for (int64_t q = b; q < e; ++q) {
-      float* o = xsp + q * s.p;
-      const float* gsf = gs ? gs + (q / s.c) * s.p : nullptr;
-      static constexpr float kKept[3] = {0.f, 1.f, 0.f};  // xs kept in o: its row times 1, exact
-      const float *prev = nullptr, *cur = o, *next = nullptr, *kq = kKept;
-      if (!squeeze) {  // xs was not kept: recompute the row from x
-        neighbours(xp, s, q / s.c, q % s.c, &prev, &cur, &next);
-        kq = kp + 3 * (q % s.c);
-      }
-      shift_scale_row(prev, cur, next, kq, gc[q], gsf, o, s.p);
-    }
-  });
-  return saved_list(st, gt);
-}
-
 // One pixel (C values, channels_last memory) of xs = k0 * x[t-1] + k1 * x[t] + k2 * x[t+1], the shift
 // weights as three rows of C (prev / next null at the ends of the clip), times (a[c] + g) (a null:
 // xs alone): passes F1 and F2 of action_forward_nhwc.
@@ -830,24 +765,71 @@ void for_each_xs_pixel(const float* x, const Tensor& rows, const Shape& s, float
   });
 }
 
-// F1 of action_forward_nhwc where xs is not kept (evaluation, or no ME path): its statistics are
-// linear in x, so they come from x read once, unshifted. Per frame f of x: the three dot products
-// of each pixel with the shift weights' rows, D_j(f, p) = k_j . x[f, p], and the sums of x over the
-// frame's pixels, its edges (first / last row and column) and its corners. Then the channel mean
-// cm[f, p] = (D_0(f-1, p) + D_1(f, p) + D_2(f+1, p)) / C, and each sum S of xs is
-// k0 S(x[f-1]) + k1 S(x[f]) + k2 S(x[f+1]) (terms outside the clip left out).
+// F1 where xs is not kept (NHWC: evaluation, or no ME path; NCHW: inference), both layouts: the
+// statistics of xs are linear in x, so they come from sums of x read once, unshifted. Per frame f
+// of x: the three dot products of each pixel with the shift weights' rows,
+// D_j(f, p) = k_j . x[f, :, p], at dots[f * 3P + p * dp + j * dj]; and per channel the nine "base"
+// sums of the map x[f, c] at base[(f * 9 + q) * C + c]: q = 0 all of it, 1 / 2 its first / last
+// row, 3 / 4 its first / last column, 5..8 its corners (0, 0), (0, W-1), (H-1, 0), (H-1, W-1).
+// Then the channel mean
+// cm[f, p] = (D_0(f-1, p) + D_1(f, p) + D_2(f+1, p)) / C, and each base sum S of xs is
+// k0 S(x[f-1]) + k1 S(x[f]) + k2 S(x[f+1]) (terms outside the clip left out), from which the spatial
+// mean and ME's nine region sums follow.
+void stats_from_sums_of_x(const float* dots, int64_t dp, int64_t dj, const float* base, const float* k0,
+                          const float* k1, const float* k2, const Shape& s, float* cmp, float* smp, float* rsxp) {
+  const bool sums = smp || rsxp;
+  const int64_t nb = 9 * s.c;  // base sums per frame
+  at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
+    std::vector<float> rows(sums ? nb : 0);
+    for (int64_t f = b; f < e; ++f) {
+      const int64_t tt = f % s.t;
+      const bool prev = tt > 0, next = tt + 1 < s.t;
+      if (cmp) {
+        const float* d = dots + f * 3 * s.p;
+        for (int64_t p = 0; p < s.p; ++p) {
+          float v = d[p * dp + dj];
+          if (prev) v = d[p * dp - 3 * s.p] + v;
+          if (next) v += d[p * dp + 2 * dj + 3 * s.p];
+          cmp[f * s.p + p] = v / s.c;
+        }
+      }
+      if (!sums) continue;
+      // per channel, k0 a[f-1] + k1 a[f] + k2 a[f+1] of the frames' base sums q, as rows of C
+      const int64_t nq = rsxp ? 9 : 1;
+      for (int64_t q = 0; q < nq; ++q) {
+        const float* cur = base + f * nb + q * s.c;
+        shift_scale_pixel(prev ? cur - nb : nullptr, cur, next ? cur + nb : nullptr, k0, k1, k2, nullptr, 0.f,
+                          rows.data() + q * s.c, s.c);
+      }
+      const float* sums_xs = rows.data();
+      if (smp)
+        for (int64_t c = 0; c < s.c; ++c) smp[c * s.nt + f] = sums_xs[c] / s.p;
+      if (!rsxp) continue;
+      for (int64_t c = 0; c < s.c; ++c) {
+        const float* r = sums_xs + c;
+        const double corners[4] = {r[5 * s.c], r[6 * s.c], r[7 * s.c], r[8 * s.c]};
+        double v[9];
+        region_sums_of_edges(r[0], r[s.c], r[2 * s.c], r[3 * s.c], r[4 * s.c], corners, v);
+        for (int ab = 0; ab < 9; ++ab) rsxp[c * s.nt * 9 + f * 9 + ab] = float(v[ab]);
+      }
+    }
+  });
+}
+
+// stats_from_sums_of_x for channels_last x: per frame, the pixels (rows of C) in order, each dotted
+// with the shift rows and added to the frame's base sums it belongs to.
 void nhwc_stats_of_x(const float* xp, const float* k0, const float* k1, const float* k2, const Shape& s, float* cmp,
                      float* smp, float* rsxp) {
   const int64_t frame = s.p * s.c;
   const bool sums = smp || rsxp;
-  std::unique_ptr<float[]> dots(new float[cmp ? s.nt * s.p * 3 : 0]), total(new float[sums ? s.nt * s.c : 0]),
-      edge(new float[rsxp ? s.nt * 4 * s.c : 0]);
+  const int64_t nq = rsxp ? 9 : 1;
+  std::unique_ptr<float[]> dots(new float[cmp ? s.nt * s.p * 3 : 0]), base(new float[sums ? s.nt * 9 * s.c : 0]);
+  const int64_t corner_px[4] = {0, s.w - 1, (s.h - 1) * s.w, s.h * s.w - 1};
   at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
     for (int64_t f = b; f < e; ++f) {
-      float* tf = sums ? total.get() + f * s.c : nullptr;
-      float* ed = rsxp ? edge.get() + f * 4 * s.c : nullptr;
-      if (tf) std::fill(tf, tf + s.c, 0.f);
-      if (ed) std::fill(ed, ed + 4 * s.c, 0.f);
+      float* tf = sums ? base.get() + f * 9 * s.c : nullptr;
+      float* ed = rsxp ? tf + s.c : nullptr;  // the four edges
+      if (tf) std::fill(tf, tf + 5 * s.c, 0.f);
       for (int64_t p = 0; p < s.p; ++p) {
         const float* xr = xp + f * frame + p * s.c;
         if (cmp) pixel_dots(xr, k0, k1, k2, tf, dots.get() + (f * s.p + p) * 3, s.c);
@@ -860,49 +842,120 @@ void nhwc_stats_of_x(const float* xp, const float* k0, const float* k1, const fl
           if (xx == s.w - 1) add_to(ed + 3 * s.c, xr, s.c);
         }
       }
+      for (int64_t q = 5; q < nq; ++q) {
+        const float* xr = xp + f * frame + corner_px[q - 5] * s.c;
+        std::copy(xr, xr + s.c, tf + q * s.c);
+      }
     }
   });
-  const int64_t corner_px[4] = {0, s.w - 1, (s.h - 1) * s.w, s.h * s.w - 1};  // (0,0) (0,W-1) (H-1,0) (H-1,W-1)
+  stats_from_sums_of_x(dots.get(), 3, 1, base.get(), k0, k1, k2, s, cmp, smp, rsxp);
+}
+
+// stats_from_sums_of_x for NCHW x: per frame, D (3, P) = [k0; k1; k2] (3, C) @ x[f] (C, P) as one
+// product, and the base sums of each row.
+void nchw_stats_of_x(const float* xp, const float* kp, const float* k0, const float* k1, const float* k2,
+                     const Shape& s, float* cmp, float* smp, float* rsxp) {
+  const bool sums = smp || rsxp;
+  std::unique_ptr<float[]> dots(new float[cmp ? s.nt * 3 * s.p : 0]), base(new float[sums ? s.nt * 9 * s.c : 0]);
+  const View k_t{kp, 0, 1, 3};  // A (3, C): A(j, c) = k[c * 3 + j]
   at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
-    std::vector<float> rows(sums ? 9 * s.c : 0);
     for (int64_t f = b; f < e; ++f) {
-      const int64_t tt = f % s.t;
-      const bool prev = tt > 0, next = tt + 1 < s.t;
-      if (cmp) {
-        const float* d = dots.get();
-        for (int64_t p = 0; p < s.p; ++p) {
-          float v = d[(f * s.p + p) * 3 + 1];
-          if (prev) v = d[((f - 1) * s.p + p) * 3] + v;
-          if (next) v += d[((f + 1) * s.p + p) * 3 + 2];
-          cmp[f * s.p + p] = v / s.c;
-        }
-      }
+      const float* xf = xp + f * s.c * s.p;
+      if (cmp) gemm(k_t, {xf, 0, s.p, 1}, dots.get() + f * 3 * s.p, s.p, 1, s.c, s.p, 0, 3);
       if (!sums) continue;
-      // per channel, k0 a[f-1] + k1 a[f] + k2 a[f+1] of the frames' sums of x: the total, then
-      // (region sums only) the four edges and the four corners, as nine rows of C
-      auto combine = [&](const float* a, int64_t stride, float* out) {
-        const float* cur = a + f * stride;
-        shift_scale_pixel(prev ? cur - stride : nullptr, cur, next ? cur + stride : nullptr, k0, k1, k2, nullptr, 0.f,
-                          out, s.c);
-      };
-      float* sums_xs = rows.data();  // [0]: total, [1..4]: edges, [5..8]: corners; rows of C
-      combine(total.get(), s.c, sums_xs);
-      if (smp)
-        for (int64_t c = 0; c < s.c; ++c) smp[c * s.nt + f] = sums_xs[c] / s.p;
-      if (!rsxp) continue;
-      for (int j = 0; j < 4; ++j) {
-        combine(edge.get() + j * s.c, 4 * s.c, sums_xs + (1 + j) * s.c);
-        combine(xp + corner_px[j] * s.c, frame, sums_xs + (5 + j) * s.c);
-      }
+      float* bf = base.get() + f * 9 * s.c;
       for (int64_t c = 0; c < s.c; ++c) {
-        const float* r = sums_xs + c;
-        const double corners[4] = {r[5 * s.c], r[6 * s.c], r[7 * s.c], r[8 * s.c]};
-        double v[9];
-        region_sums_of_edges(r[0], r[s.c], r[2 * s.c], r[3 * s.c], r[4 * s.c], corners, v);
-        for (int ab = 0; ab < 9; ++ab) rsxp[c * s.nt * 9 + f * 9 + ab] = float(v[ab]);
+        const float* m = xf + c * s.p;
+        bf[c] = sum_row(m, s.p);
+        if (!rsxp) continue;
+        float first_col = 0.f, last_col = 0.f;  // two independent chains
+        for (int64_t y = 0; y < s.h; ++y) {
+          first_col += m[y * s.w];
+          last_col += m[y * s.w + s.w - 1];
+        }
+        const float q[8] = {sum_row(m, s.w), sum_row(m + (s.h - 1) * s.w, s.w), first_col, last_col,
+                            m[0], m[s.w - 1], m[(s.h - 1) * s.w], m[s.p - 1]};
+        for (int j = 0; j < 8; ++j) bf[(1 + j) * s.c + c] = q[j];
       }
     }
   });
+  stats_from_sums_of_x(dots.get(), 1, s.p, base.get(), k0, k1, k2, s, cmp, smp, rsxp);
+}
+
+// Returns {out, saved...}; see action_backward for the saved list.
+std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool ce, bool me, Tensor ste_w,
+                                   Tensor ce_sq, Tensor ce_t, Tensor ce_ex, Tensor me_sq, Tensor bn_w,
+                                   Tensor bn_b, Tensor bn_rm, Tensor bn_rv, bool batch_stats, double factor,
+                                   double eps, Tensor me_dw, Tensor me_ex, bool cache_out) {
+  const Shape s = shape_of(x, t);
+  const float* xp = x.data_ptr<float>();
+  const float* kp = k.data_ptr<float>();
+  // With BatchNorm on running statistics (evaluation), ME needs only the nine region sums of its
+  // squeezed map; the squeeze is linear, so they are W times the region sums of xs and the
+  // full-size squeeze is skipped. xs is then kept only when the squeeze reads it: otherwise F1
+  // reduces it row by row, or in inference takes the statistics from x itself (nchw_stats_of_x),
+  // and F2 forms xs from x while writing the output.
+  const Stats st = stats_buffers(x, s, ste, ce, me, batch_stats, me_sq, false, cache_out);
+  const bool squeeze = st.squeeze;
+  float* xsp = fp(st.out);  // the output; holds xs between F1 and F2 when `squeeze`
+  float* cmp = ptr_or_null(st.cm);
+  float* smp = ptr_or_null(st.sm);
+  float* rsxp = ptr_or_null(st.rsx);
+  float* sqw = ptr_or_null(st.sq);
+  // ME's squeeze sq[f] = W (r, C) @ xs[f] (C, P), formed as soon as F1 has written xs[f] (then
+  // still in this core's cache)
+  const int64_t r_me = me ? me_sq.size(0) : 0;
+  const View w_me{me ? me_sq.data_ptr<float>() : nullptr, 0, s.c, 1};
+  // F1: the channel mean, the spatial mean [and ME's region sums] [and ME's squeeze]. In inference
+  // (nothing keeps the output) from x directly: the statistics are linear in x. Where autograd
+  // records (training, CAMs), row by row of xs: the numbers results/ were computed with.
+  if (!squeeze && !cache_out) {
+    const Tensor kt = shift_rows(k, s.c);
+    nchw_stats_of_x(xp, kp, fp(kt), fp(kt) + s.c, fp(kt) + 2 * s.c, s, cmp, smp, rsxp);
+  } else {  // xs frame by frame [into the output's buffer, each frame's squeeze formed right after]
+    for_each_xs_row(
+        xp, kp, s, squeeze ? xsp : nullptr,
+        [&](int64_t f, int64_t c, const float* o) {
+          if (smp || rsxp) {
+            const float acc = sum_row(o, s.p);
+            if (smp) smp[c * s.nt + f] = acc / s.p;
+            if (rsxp) {
+              double v[9];
+              region_sums_from(o, s, acc, v);
+              for (int ab = 0; ab < 9; ++ab) rsxp[c * s.nt * 9 + f * 9 + ab] = float(v[ab]);
+            }
+          }
+          if (cmp) {
+            float* cmf = cmp + f * s.p;
+#pragma omp simd
+            for (int64_t i = 0; i < s.p; ++i) cmf[i] += o[i];
+          }
+        },
+        [&](int64_t f) {
+          if (cmp)
+            for (int64_t i = 0; i < s.p; ++i) cmp[f * s.p + i] /= s.c;
+          if (sqw) gemm(w_me, {xsp + f * s.c * s.p, 0, s.p, 1}, sqw + f * r_me * s.p, s.p, 1, s.c, s.p, 0, r_me);
+        });
+  }
+  const Gates gt = forward_gates(s, st, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, factor,
+                                 eps, me_dw, me_ex);
+  // F2: out = xs * (gate_c + gate_s), in place [xs recomputed from x]
+  const float* gc = fp(gt.gate_c);
+  const float* gs = ste ? fp(gt.g1) : nullptr;
+  at::parallel_for(0, s.nt * s.c, 64, [&](int64_t b, int64_t e) {
+    for (int64_t q = b; q < e; ++q) {
+      float* o = xsp + q * s.p;
+      const float* gsf = gs ? gs + (q / s.c) * s.p : nullptr;
+      static constexpr float kKept[3] = {0.f, 1.f, 0.f};  // xs kept in o: its row times 1, exact
+      const float *prev = nullptr, *cur = o, *next = nullptr, *kq = kKept;
+      if (!squeeze) {  // xs was not kept: recompute the row from x
+        neighbours(xp, s, q / s.c, q % s.c, &prev, &cur, &next);
+        kq = kp + 3 * (q % s.c);
+      }
+      shift_scale_row(prev, cur, next, kq, gc[q], gsf, o, s.p);
+    }
+  });
+  return saved_list(st, gt);
 }
 
 // action_forward on channels_last x (memory (NT, H, W, C)); the output is channels_last too. F1 and
