@@ -316,6 +316,28 @@ def test_inference_call_follows_the_module(kernel, monkeypatch):
     assert _kernel.infer(m, x) is None and _kernel.usable(m, x)  # grad mode on: the general path
 
 
+def test_training_call_follows_replaced_parameters(kernel, monkeypatch):
+    """The module's kept plan (``_kernel._kept``) serves the training path too: a parameter replaced
+    between steps is the one the kernel reads and the one that gets the gradient."""
+    torch.manual_seed(0)
+    m = randomised(32, 4, PATHS).train()
+    twin = copy.deepcopy(m)
+    x = torch.randn(8, 32, 5, 5)
+    m(x).sum().backward()
+    old = m.me_expand.weight
+    new = torch.nn.Parameter(torch.randn_like(old))
+    m.me_expand.weight = new
+    twin.me_expand.weight = torch.nn.Parameter(new.detach().clone())
+    out = m(x)
+    out.sum().backward()
+    assert new.grad is not None and old.grad is not None
+    monkeypatch.setenv("ACTIONLIB_NO_CPP", "1")
+    ref = twin(x)
+    ref.sum().backward()
+    assert rel_err(out.detach(), ref.detach()) < 1e-5
+    assert rel_err(new.grad, twin.me_expand.weight.grad) < 1e-4
+
+
 def test_model_training_step_same_on_both_paths(kernel, monkeypatch):
     """A whole ACTION-ResNet-18 step: loss and every gradient agree between the paths."""
     torch.manual_seed(0)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 from importlib import resources
 from types import ModuleType
+from typing import NamedTuple
 
 import torch
 from torch.utils._python_dispatch import _get_current_dispatch_mode
@@ -61,24 +62,85 @@ def clear_buffer_cache() -> None:
 
 def usable(module: torch.nn.Module, x: torch.Tensor) -> bool:
     """True when ``module`` (an ActionModule) can run on ``x`` through the compiled kernel."""
-    return _kernels_for(x, _weights(module), module) is not None
+    return _kernels_for(x) is not None and _kept(module) is not None
 
 
-def _kernels_for(x: torch.Tensor, weights: tuple[torch.Tensor, ...], module: torch.nn.Module) -> ModuleType | None:
-    """:func:`kernels` where the module can run on ``x`` through them, else ``None``."""
-    # Called once per module and step: plain attribute checks only (module.parameters() and
-    # x.device cost tens of microseconds each inside a model, where the caches are cold).
-    f32 = torch.float32
-    if not (x.is_cpu and x.dtype == f32) or any(not (w.is_cpu and w.dtype == f32) for w in weights):
+def _kernels_for(x: torch.Tensor) -> ModuleType | None:
+    """:func:`kernels` where ``x`` can go through them now, else ``None`` (the module's own
+    conditions are its plan's, :func:`_kept`)."""
+    if not (x.is_cpu and x.dtype == torch.float32):
         return None
-    if "me" in module.paths and module.me_bn.running_mean is not None:  # the kernel updates them
-        if any(not (b.is_cpu and b.dtype == f32) for b in (module.me_bn.running_mean, module.me_bn.running_var)):
-            return None
     if _get_current_dispatch_mode() is not None or torch.is_autocast_enabled("cpu"):
         return None
     if torch.compiler.is_compiling():  # compile traces the PyTorch path's operators
         return None
     return kernels()
+
+
+class _Plan(NamedTuple):
+    """What a module keeps of itself for the kernel (:func:`_kept`)."""
+
+    weights: tuple[torch.Tensor, ...]  # the kernel's parameters, :func:`_weights`
+    flags: tuple[bool, bool, bool]  # ste, ce, me
+    owners: tuple  # (dictionary, name, object) of each parameter and of ME's running statistics
+    bn: torch.nn.BatchNorm2d | None  # ME's, and its training flag and eps when the plan was made
+    bn_state: tuple[bool, float]
+    infer_args: tuple | None  # the kernel's arguments after x in inference (running statistics)
+
+
+def _kept(module) -> _Plan | None:
+    """The module's plan, kept on it (``_kernel_plan``): what the kernel's call needs of the module,
+    found once instead of at every call. Inside a model each call finds the Python objects it reads
+    cold in the CPU's caches: looking up ten parameters and building the call's arguments cost ~1%
+    of ACTION-ResNet-50's inference step, and as much of its train step (paired in one process;
+    benchmarks/RESULTS.md). The plan is checked at every call (each parameter and running statistic
+    the same object, float32 on the CPU; BatchNorm's training flag and eps as they were) and made
+    again when it no longer holds. ``None`` where the module's tensors do not suit the kernel."""
+    plan = module.__dict__.get("_kernel_plan")
+    if plan is not None and _plan_holds(plan):
+        return plan
+    plan = _make_plan(module)
+    if plan is None:
+        module.__dict__.pop("_kernel_plan", None)
+    else:
+        module.__dict__["_kernel_plan"] = plan
+    return plan
+
+
+def _make_plan(module) -> _Plan | None:
+    weights = _weights(module)
+    if any(not (w.is_cpu and w.dtype == torch.float32) for w in weights):
+        return None
+    flags = tuple(p in module.paths for p in ("ste", "ce", "me"))
+    subs = module._modules
+    owners = [(subs["shift"]._parameters, "weight")]
+    owners += [(subs[m]._parameters, n) for path, params in _PARAMS.items() if path in module.paths for m, n in params]
+    bn, bn_state, infer_args = None, (False, 1e-5), None
+    rm = rv = weights[0].new_empty(0)
+    if flags[2]:
+        bn = subs["me_bn"]
+        bn_state = (bn.training, bn.eps)
+        owners += [(bn._buffers, "running_mean"), (bn._buffers, "running_var")]
+        running = [b for b in (bn.running_mean, bn.running_var) if b is not None]
+        if any(not (b.is_cpu and b.dtype == torch.float32) for b in running):  # the kernel updates them
+            return None
+        if len(running) == 2:
+            rm, rv = running
+    if bn is None or (not bn.training and rm.numel()):  # inference on running statistics
+        k, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, me_dw, me_ex = weights
+        infer_args = (k, module.num_segments, *flags, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, rm, rv,
+                      False, 0.0, bn_state[1], me_dw, me_ex, False)  # fmt: skip
+    owners = tuple((d, n, d.get(n)) for d, n in owners)
+    return _Plan(weights, flags, owners, bn, bn_state, infer_args)
+
+
+def _plan_holds(plan: _Plan) -> bool:
+    """True while the module still has the objects ``plan`` was made from, as it found them."""
+    for d, n, obj in plan.owners:
+        if d.get(n) is not obj or (obj is not None and (obj.dtype != torch.float32 or not obj.is_cpu)):
+            return False
+    bn = plan.bn
+    return bn is None or (bn.training, bn.eps) == plan.bn_state
 
 
 def _bn_update_factor(bn: torch.nn.BatchNorm2d) -> float:
@@ -160,90 +222,34 @@ class _ActionFunction(torch.autograd.Function):
 
 
 def infer(module, x: torch.Tensor) -> torch.Tensor | None:
-    """``module(x)`` in inference through the compiled kernel, with the call's arguments prepared at
-    the first call and kept on the module; ``None`` where this does not apply (grad mode on, ME's
-    BatchNorm in training or without running statistics, or what :func:`usable` rules out).
-
-    Inside a model, each module call finds the Python objects it reads cold in the CPU's caches:
-    the general path (:func:`action`), which looks up ten parameters, builds its arguments and
-    enters ``no_grad``, cost ~1.5% of ACTION-ResNet-50's inference step (``ActionModule.forward``
-    paired against this path in one process, 30 rounds; benchmarks/RESULTS.md). The kept arguments
-    are checked at every call against the module (each parameter and buffer the same object, float32
-    on the CPU; BatchNorm in evaluation with the same eps) and prepared again when they differ."""
-    if torch.is_grad_enabled() or _get_current_dispatch_mode() is not None or torch.is_autocast_enabled("cpu"):
+    """``module(x)`` in inference through the compiled kernel, with the arguments its plan keeps
+    (:func:`_kept`); ``None`` where this does not apply (grad mode on, ME's BatchNorm in training
+    or without running statistics, or what :func:`usable` rules out)."""
+    if torch.is_grad_enabled() or x.dim() != 4:
         return None
-    if torch.compiler.is_compiling():
-        return None
-    mod = kernels()
-    if mod is None or x.dim() != 4 or x.dtype != torch.float32 or not x.is_cpu:
-        return None
-    plan = module.__dict__.get("_kernel_plan")
-    if plan is None or not _plan_holds(plan):
-        plan = _plan(module)
-        if plan is None:
-            module.__dict__.pop("_kernel_plan", None)
-            return None
-        module.__dict__["_kernel_plan"] = plan
-    args, _, _ = plan
-    if x.shape[0] % args[1]:
+    mod = _kernels_for(x)
+    plan = _kept(module) if mod is not None else None
+    if plan is None or plan.infer_args is None or x.shape[0] % module.num_segments:
         return None
     if x.is_contiguous():
-        return mod.action_forward(x, *args)[0]
+        return mod.action_forward(x, *plan.infer_args)[0]
     if x.is_contiguous(memory_format=torch.channels_last):
-        return mod.action_forward_nhwc(x, *args)[0]
+        return mod.action_forward_nhwc(x, *plan.infer_args)[0]
     return None
-
-
-def _plan(module) -> tuple | None:
-    """What :func:`infer` keeps: the kernel's arguments after ``x``, the (dictionary, name, object)
-    of each parameter and buffer they hold, and ME's BatchNorm and its eps (or ``None``); ``None``
-    where the module does not run that way now."""
-    weights = _weights(module)
-    flags = tuple(p in module.paths for p in ("ste", "ce", "me"))
-    f32 = torch.float32
-    if any(not (w.is_cpu and w.dtype == f32) for w in weights):
-        return None
-    subs = module._modules
-    owners = [(subs["shift"]._parameters, "weight")]
-    owners += [(subs[m]._parameters, n) for path, params in _PARAMS.items() if path in module.paths for m, n in params]
-    bn, eps, rm = None, 1e-5, weights[0].new_empty(0)
-    rv = rm
-    if flags[2]:
-        bn = subs["me_bn"]
-        if bn.training or bn.running_mean is None or bn.running_var is None:
-            return None
-        rm, rv, eps = bn.running_mean, bn.running_var, bn.eps
-        if any(not (b.is_cpu and b.dtype == f32) for b in (rm, rv)):
-            return None
-        owners += [(bn._buffers, "running_mean"), (bn._buffers, "running_var")]
-    k, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, me_dw, me_ex = weights
-    args = (k, module.num_segments, *flags, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, rm, rv, False, 0.0, eps,
-            me_dw, me_ex, False)  # fmt: skip
-    return args, tuple((d, n, d[n]) for d, n in owners), (bn, eps)
-
-
-def _plan_holds(plan: tuple) -> bool:
-    """True while the module still has the objects ``plan`` was made from, as it found them."""
-    _, owners, (bn, eps) = plan
-    for d, n, obj in owners:
-        if d.get(n) is not obj or obj.dtype != torch.float32 or not obj.is_cpu:
-            return False
-    return bn is None or (not bn.training and bn.eps == eps)
 
 
 def action(module, x: torch.Tensor) -> torch.Tensor | None:
     """``module(x)`` through the compiled kernel, or ``None`` where it does not apply
     (:func:`usable`); ``x`` is ``(N*T, C, H, W)``, contiguous or channels_last (then so are the
     output and the input gradient)."""
-    weights = _weights(module)
-    mod = _kernels_for(x, weights, module)
-    if mod is None:
+    mod = _kernels_for(x)
+    plan = _kept(module) if mod is not None else None
+    if plan is None:
         return None
-    flags = tuple(p in module.paths for p in ("ste", "ce", "me"))
+    weights, flags, bn = plan.weights, plan.flags, plan.bn
     rm = rv = None
     batch_stats, factor, eps = True, 0.0, 1e-5
-    if flags[2]:
-        bn = module.me_bn
+    if bn is not None:
         batch_stats = bn.training or bn.running_mean is None
         factor = _bn_update_factor(bn)
         eps = bn.eps
