@@ -83,9 +83,9 @@ class _Plan(NamedTuple):
     weights: tuple[torch.Tensor, ...]  # the kernel's parameters, :func:`_weights`
     flags: tuple[bool, bool, bool]  # ste, ce, me
     owners: tuple  # (dictionary, name, object) of each parameter and of ME's running statistics
-    bn: torch.nn.BatchNorm2d | None  # ME's, and its training flag and eps when the plan was made
-    bn_state: tuple[bool, float]
-    infer_args: tuple | None  # the kernel's arguments after x in inference (running statistics)
+    bn: torch.nn.BatchNorm2d | None  # ME's, and its eps when the plan was made
+    eps: float
+    infer_args: tuple | None  # the kernel's arguments after x on running statistics (inference)
 
 
 def _kept(module) -> _Plan | None:
@@ -94,8 +94,8 @@ def _kept(module) -> _Plan | None:
     cold in the CPU's caches: looking up ten parameters and building the call's arguments cost ~1%
     of ACTION-ResNet-50's inference step, and as much of its train step (paired in one process;
     benchmarks/RESULTS.md). The plan is checked at every call (each parameter and running statistic
-    the same object, float32 on the CPU; BatchNorm's training flag and eps as they were) and made
-    again when it no longer holds. ``None`` where the module's tensors do not suit the kernel."""
+    the same object, float32 on the CPU; BatchNorm's eps as it was) and made again when it no
+    longer holds. ``None`` where the module's tensors do not suit the kernel."""
     plan = module.__dict__.get("_kernel_plan")
     if plan is not None and _plan_holds(plan):
         return plan
@@ -115,23 +115,23 @@ def _make_plan(module) -> _Plan | None:
     subs = module._modules
     owners = [(subs["shift"]._parameters, "weight")]
     owners += [(subs[m]._parameters, n) for path, params in _PARAMS.items() if path in module.paths for m, n in params]
-    bn, bn_state, infer_args = None, (False, 1e-5), None
+    bn, eps, infer_args = None, 1e-5, None
     rm = rv = weights[0].new_empty(0)
     if flags[2]:
         bn = subs["me_bn"]
-        bn_state = (bn.training, bn.eps)
+        eps = bn.eps
         owners += [(bn._buffers, "running_mean"), (bn._buffers, "running_var")]
         running = [b for b in (bn.running_mean, bn.running_var) if b is not None]
         if any(not (b.is_cpu and b.dtype == torch.float32) for b in running):  # the kernel updates them
             return None
         if len(running) == 2:
             rm, rv = running
-    if bn is None or (not bn.training and rm.numel()):  # inference on running statistics
+    if bn is None or rm.numel():  # BatchNorm with running statistics, or none
         k, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, me_dw, me_ex = weights
         infer_args = (k, module.num_segments, *flags, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, rm, rv,
-                      False, 0.0, bn_state[1], me_dw, me_ex, False)  # fmt: skip
+                      False, 0.0, eps, me_dw, me_ex, False)  # fmt: skip
     owners = tuple((d, n, d.get(n)) for d, n in owners)
-    return _Plan(weights, flags, owners, bn, bn_state, infer_args)
+    return _Plan(weights, flags, owners, bn, eps, infer_args)
 
 
 def _plan_holds(plan: _Plan) -> bool:
@@ -139,8 +139,7 @@ def _plan_holds(plan: _Plan) -> bool:
     for d, n, obj in plan.owners:
         if d.get(n) is not obj or (obj is not None and (obj.dtype != torch.float32 or not obj.is_cpu)):
             return False
-    bn = plan.bn
-    return bn is None or (bn.training, bn.eps) == plan.bn_state
+    return plan.bn is None or plan.bn.eps == plan.eps
 
 
 def _bn_update_factor(bn: torch.nn.BatchNorm2d) -> float:
@@ -229,7 +228,9 @@ def infer(module, x: torch.Tensor) -> torch.Tensor | None:
         return None
     mod = _kernels_for(x)
     plan = _kept(module) if mod is not None else None
-    if plan is None or plan.infer_args is None or x.shape[0] % module.num_segments:
+    if plan is None or plan.infer_args is None or (plan.bn is not None and plan.bn.training):
+        return None
+    if x.shape[0] % module.num_segments:
         return None
     if x.is_contiguous():
         return mod.action_forward(x, *plan.infer_args)[0]
