@@ -108,6 +108,12 @@ inline float sqdev_row(const float* a, float m, int64_t n) {
 }
 #endif
 
+// acc += row, element by element.
+inline void add_to(float* acc, const float* row, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) acc[i] += row[i];
+}
+
 // One row (P values) of xs = k0 * x[t-1] + k1 * x[t] + k2 * x[t+1] (prev / next null at the ends of
 // the clip), times (a + g[i]) (g null: times a): shift and excitation in one loop (pass F2).
 template <bool kPrev, bool kNext>
@@ -588,7 +594,7 @@ Gates forward_gates(const Shape& s, const Stats& st, bool ste, bool ce, bool me,
     g2 = at::empty({s.nt, s.c}, opt);  // W_ex (C, r) @ relu(z2)^T (r, NT)
     matmul({fp(ce_ex), 0, r, 1}, {fp(a_t), 0, s.nt, 1}, fp(g2), -s.c, s.c, r, s.nt);
     g2.sigmoid_();
-    gate_c.add_(g2);
+    add_to(fp(gate_c), fp(g2), s.nt * s.c);
   }
   if (me) {
     const int64_t r = me_sq.size(0);
@@ -639,14 +645,19 @@ Gates forward_gates(const Shape& s, const Stats& st, bool ste, bool ce, bool me,
         for (int64_t f = 0; f < s.nt; ++f)
           for (int ab = 0; ab < 9; ++ab) vq[(f * r + i) * 9 + ab] = pp[(i * s.nt + f) * 9 + ab];
     }
-    d = at::zeros({s.nt, r}, opt);
+    d = at::empty({s.nt, r}, opt);
+    Tensor d_t = at::empty({r, s.nt}, opt);  // d transposed, for the expand product
     double area[9];
     region_sizes(s, area);
     const double* vp = vsq.data_ptr<double>();
     const float *gm = bn_w.data_ptr<float>(), *bt = bn_b.data_ptr<float>(), *dw = me_dw.data_ptr<float>();
     float* dp = d.data_ptr<float>();
+    float* dtp = d_t.data_ptr<float>();
     for (int64_t f = 0; f < s.nt; ++f) {
-      if (f % s.t == s.t - 1) continue;  // d[T-1] = 0
+      if (f % s.t == s.t - 1) {  // d[T-1] = 0
+        for (int64_t i = 0; i < r; ++i) dp[f * r + i] = dtp[i * s.nt + f] = 0.f;
+        continue;
+      }
       for (int64_t i = 0; i < r; ++i) {
         const double scale = double(gm[i]) * isp[i];
         const double* vf = vp + (f * r + i) * 9;          // frame t: f's mean
@@ -654,14 +665,13 @@ Gates forward_gates(const Shape& s, const Stats& st, bool ste, bool ce, bool me,
         const double f_mean = scale * (vf[4] - mup[i] * area[4]) + bt[i] * area[4];
         double g_mean = 0;
         for (int ab = 0; ab < 9; ++ab) g_mean += dw[i * 9 + ab] * (scale * (vg[ab] - mup[i] * area[ab]) + bt[i] * area[ab]);
-        dp[f * r + i] = float((g_mean - f_mean) / s.p);
+        dp[f * r + i] = dtp[i * s.nt + f] = float((g_mean - f_mean) / s.p);
       }
     }
     g3 = at::empty({s.nt, s.c}, opt);  // W_ex (C, r) @ d^T (r, NT), stored column-major
-    Tensor d_t = d.t().contiguous();
-    matmul({fp(me_ex), 0, r, 1}, {fp(d_t), 0, s.nt, 1}, fp(g3), -s.c, s.c, r, s.nt);
+    matmul({fp(me_ex), 0, r, 1}, {dtp, 0, s.nt, 1}, fp(g3), -s.c, s.c, r, s.nt);
     g3.sigmoid_();
-    gate_c.add_(g3);
+    add_to(fp(gate_c), fp(g3), s.nt * s.c);
   }
   return {gate_c, g1, z1, z2, g2, mu, invstd, vsq, d, g3};
 }
@@ -700,11 +710,6 @@ inline void shift_scale_pixel(const float* prev, const float* cur, const float* 
   else shift_scale_pixel<false, false>(prev, cur, next, k0, k1, k2, a, g, out, c);
 }
 
-inline void add_to(float* acc, const float* row, int64_t n) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) acc[i] += row[i];
-}
-
 // One pixel (C values) of x for F1 where xs is not kept: d[j] = dot(k_j, x) for the shift weights'
 // three rows, and sum += x (sum null: skipped).
 #if defined(__AVX512F__)
@@ -738,8 +743,15 @@ inline void pixel_dots(const float* x, const float* k0, const float* k1, const f
 }
 #endif
 
-// The shift weights k (C, 3) as three rows of C, k0 / k1 / k2, for the NHWC passes.
-Tensor shift_rows(const Tensor& k, int64_t c) { return k.reshape({c, 3}).t().contiguous(); }
+// The shift weights k (C, 3) as three rows of C, k0 / k1 / k2 (one allocation, no ATen views).
+Tensor shift_rows(const Tensor& k, int64_t c) {
+  Tensor rows = at::empty({3, c}, k.options());
+  const float* kp = k.data_ptr<float>();
+  float* rp = rows.data_ptr<float>();
+  for (int64_t i = 0; i < c; ++i)
+    for (int j = 0; j < 3; ++j) rp[j * c + i] = kp[i * 3 + j];
+  return rows;
+}
 
 // for_each_xs_row for channels_last x: the pixels of xs = shift(x), frame by frame (frames in
 // parallel, pixels in order inside a frame), each a row of C written into `keep` or a per-thread
