@@ -10,11 +10,11 @@ depthwise conv) run inside the kernel on small tensors, without per-op autograd 
 matrix product runs in the kernel's own register-tiled AVX-512 loops. In evaluation (BatchNorm
 on running statistics) ME needs only nine region sums of the squeezed map, which are the squeeze
 of the region sums of the shifted map: the full-size squeeze is skipped. The input gradient, and
-the output where autograd keeps it, come from a cache of blocks (:func:`clear_buffer_cache`). Channels_last input has its
-own passes (pixels as rows of C channels; output and input gradient channels_last, nothing
-converted), sharing the gate networks with the NCHW ones. Same numbers as the PyTorch path up to
-float rounding (tests compare outputs, every gradient and the BatchNorm running statistics, in
-training and evaluation, in both layouts).
+the output where autograd keeps it, come from a cache of blocks (:func:`clear_buffer_cache`).
+Channels_last input has its own passes (pixels as rows of C channels; output and input gradient
+channels_last, nothing converted), sharing the gate networks with the NCHW ones. Same numbers as
+the PyTorch path up to float rounding (tests compare outputs, every gradient and the BatchNorm
+running statistics, in training and evaluation, in both layouts).
 
 Used by ``ActionModule.forward`` when :func:`usable` says so: float32 on the CPU, the extension
 built (``actionlib._cpp``; ``ACTIONLIB_NO_CPP=1`` turns it off), no ``TorchDispatchMode`` active
@@ -83,8 +83,8 @@ class _Plan(NamedTuple):
     weights: tuple[torch.Tensor, ...]  # the kernel's parameters, :func:`_weights`
     flags: tuple[bool, bool, bool]  # ste, ce, me
     owners: tuple  # (dictionary, name, object) of each parameter and of ME's running statistics
-    bn: torch.nn.BatchNorm2d | None  # ME's, and its eps when the plan was made
-    eps: float
+    bn: torch.nn.BatchNorm2d | None  # ME's (None without ME)
+    eps: float  # its eps when the plan was made
     infer_args: tuple | None  # the kernel's arguments after x on running statistics (inference)
 
 

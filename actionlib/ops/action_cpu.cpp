@@ -291,16 +291,25 @@ inline void region_sums_of_edges(double total, double first_row, double last_row
     for (int b = 0; b < 3; ++b) v[a * 3 + b] = total - row_out[a] - col_out[b] + corner[a][b];
 }
 
-// Nine region sums of one H x W map, given the sum of all of it: only the edges are read.
-inline void region_sums_from(const float* m, const Shape& s, double total, double* v) {
-  const float first_row = sum_row(m, s.w), last_row = sum_row(m + (s.h - 1) * s.w, s.w);
+// The sums of one H x W map's first / last row and first / last column, then its corners (0, 0),
+// (0, W-1), (H-1, 0), (H-1, W-1): e[0..7].
+inline void edge_sums(const float* m, const Shape& s, float* e) {
   float first_col = 0.f, last_col = 0.f;  // two independent chains
   for (int64_t y = 0; y < s.h; ++y) {
     first_col += m[y * s.w];
     last_col += m[y * s.w + s.w - 1];
   }
-  const double corners[4] = {m[0], m[s.w - 1], m[(s.h - 1) * s.w], m[s.p - 1]};
-  region_sums_of_edges(total, first_row, last_row, first_col, last_col, corners, v);
+  const float sums[8] = {sum_row(m, s.w), sum_row(m + (s.h - 1) * s.w, s.w), first_col, last_col,
+                         m[0], m[s.w - 1], m[(s.h - 1) * s.w], m[s.p - 1]};
+  std::copy(sums, sums + 8, e);
+}
+
+// Nine region sums of one H x W map, given the sum of all of it: only the edges are read.
+inline void region_sums_from(const float* m, const Shape& s, double total, double* v) {
+  float e[8];
+  edge_sums(m, s, e);
+  const double corners[4] = {e[4], e[5], e[6], e[7]};
+  region_sums_of_edges(total, e[0], e[1], e[2], e[3], corners, v);
 }
 
 // Nine region sums of one H x W map.
@@ -531,8 +540,8 @@ void clear_buffer_cache() { BufferCache::get().clear(); }
 // statistics. The output comes from the block cache when `cache_out` (autograd keeps it until the
 // backward pass); else from the system allocator: in inference the output dies within its block,
 // and the allocator hands out a block freed a moment ago, still in the cache, where BufferCache's
-// block was last written a whole residual block earlier (inference 1-2% faster with the heap
-// kept; benchmarks/RESULTS.md).
+// block was last written a whole residual block earlier (channels_last inference ~2% faster with
+// the heap kept, NCHW level; benchmarks/RESULTS.md).
 struct Stats {
   Tensor out, cm, sm, rsx, sq;
   bool squeeze;
@@ -783,10 +792,9 @@ void for_each_xs_pixel(const float* x, const Tensor& rows, const Shape& s, float
 // D_j(f, p) = k_j . x[f, :, p], at dots[f * 3P + p * dp + j * dj]; and per channel the nine "base"
 // sums of the map x[f, c] at base[(f * 9 + q) * C + c]: q = 0 all of it, 1 / 2 its first / last
 // row, 3 / 4 its first / last column, 5..8 its corners (0, 0), (0, W-1), (H-1, 0), (H-1, W-1).
-// Then the channel mean
-// cm[f, p] = (D_0(f-1, p) + D_1(f, p) + D_2(f+1, p)) / C, and each base sum S of xs is
-// k0 S(x[f-1]) + k1 S(x[f]) + k2 S(x[f+1]) (terms outside the clip left out), from which the spatial
-// mean and ME's nine region sums follow.
+// Then the channel mean is cm[f, p] = (D_0(f-1, p) + D_1(f, p) + D_2(f+1, p)) / C, and each base
+// sum S of xs is k0 S(x[f-1]) + k1 S(x[f]) + k2 S(x[f+1]) (terms outside the clip left out), from
+// which the spatial mean and ME's nine region sums follow.
 void stats_from_sums_of_x(const float* dots, int64_t dp, int64_t dj, const float* base, const float* k0,
                           const float* k1, const float* k2, const Shape& s, float* cmp, float* smp, float* rsxp) {
   const bool sums = smp || rsxp;
@@ -880,14 +888,9 @@ void nchw_stats_of_x(const float* xp, const float* kp, const float* k0, const fl
         const float* m = xf + c * s.p;
         bf[c] = sum_row(m, s.p);
         if (!rsxp) continue;
-        float first_col = 0.f, last_col = 0.f;  // two independent chains
-        for (int64_t y = 0; y < s.h; ++y) {
-          first_col += m[y * s.w];
-          last_col += m[y * s.w + s.w - 1];
-        }
-        const float q[8] = {sum_row(m, s.w), sum_row(m + (s.h - 1) * s.w, s.w), first_col, last_col,
-                            m[0], m[s.w - 1], m[(s.h - 1) * s.w], m[s.p - 1]};
-        for (int j = 0; j < 8; ++j) bf[(1 + j) * s.c + c] = q[j];
+        float edges[8];
+        edge_sums(m, s, edges);
+        for (int j = 0; j < 8; ++j) bf[(1 + j) * s.c + c] = edges[j];
       }
     }
   });
