@@ -118,12 +118,18 @@ def assert_random_module_agrees(paths, shape, training, layout, monkeypatch):
     if layout == "nhwc":
         x = x.contiguous(memory_format=torch.channels_last)
     assert_paths_agree(module, ref_module, x, g, monkeypatch)
-    if not training:  # inference (no autograd), where F1 takes its statistics from x
-        with torch.no_grad():
-            monkeypatch.setenv("ACTIONLIB_NO_CPP", "0")
-            out = module(x)
-            monkeypatch.setenv("ACTIONLIB_NO_CPP", "1")
-            assert rel_err(out, ref_module(x)) < 1e-5
+    if not training:
+        assert_inference_agrees(module, ref_module, x, monkeypatch)
+
+
+def assert_inference_agrees(module, ref_module, x, monkeypatch):
+    """In inference (no autograd; F1 then takes its statistics from x in both layouts) ``module``
+    through the kernel and ``ref_module`` through the PyTorch path agree up to rounding."""
+    with torch.no_grad():
+        monkeypatch.setenv("ACTIONLIB_NO_CPP", "0")
+        out = module(x)
+        monkeypatch.setenv("ACTIONLIB_NO_CPP", "1")
+        assert rel_err(out, ref_module(x)) < 1e-5
 
 
 def test_channels_last_in_channels_last_out(kernel):
@@ -212,11 +218,7 @@ def test_evaluation_shortcut_on_offset_data(kernel, monkeypatch, hw, layout):
         ref_module.me_bn.running_mean.copy_(ref_module.me_squeeze(x).mean(dim=(0, 2, 3)))
     module = copy.deepcopy(ref_module)
     assert_paths_agree(module, ref_module, x, torch.randn_like(x), monkeypatch)
-    with torch.no_grad():  # inference, where F1 reads the sums of x in both layouts
-        monkeypatch.setenv("ACTIONLIB_NO_CPP", "0")
-        out = module(x)
-        monkeypatch.setenv("ACTIONLIB_NO_CPP", "1")
-        assert rel_err(out, ref_module(x)) < 1e-5
+    assert_inference_agrees(module, ref_module, x, monkeypatch)
 
 
 def test_pytorch_path_where_the_kernel_does_not_apply(kernel, monkeypatch):
@@ -268,10 +270,7 @@ def test_inference_call_follows_the_module(kernel, monkeypatch):
     torch.manual_seed(0)
     m = randomised(32, 4, PATHS).eval()
     x = torch.randn(8, 32, 5, 5)
-
-    def general(module, inp):
-        return _kernel.action(module, inp)
-
+    general = _kernel.action  # the call that looks everything up anew
     with torch.no_grad():
         before = m(x)
         m.ce_expand.weight = torch.nn.Parameter(torch.randn_like(m.ce_expand.weight))  # replaced
