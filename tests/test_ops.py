@@ -147,3 +147,31 @@ def test_backward_under_autocast(paths):
         assert g16.dtype == p.dtype and torch.isfinite(g16).all(), name
         cos = torch.nn.functional.cosine_similarity(g16.flatten(), g32.flatten(), dim=0)
         assert cos > 0.98, (name, cos.item())
+
+
+def test_compiles_without_graph_breaks():
+    """``torch.compile`` traces the module in one graph, in training and in inference (a query of
+    the dispatch-mode stack before the is-compiling check split every model at each module), and
+    the traced module computes what the eager one does, gradients included."""
+    import torch._dynamo
+
+    torch.manual_seed(0)
+    m = ActionModule(16, 4)
+    randomise(m)
+    x = torch.randn(8, 16, 5, 6)
+    for train in (True, False):
+        m.train(train)
+        with torch.set_grad_enabled(train):
+            explained = torch._dynamo.explain(m)(x)
+        assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+    torch._dynamo.reset()
+    m.eval()  # BatchNorm on running statistics: the same numbers in both runs
+    compiled = torch.compile(m, backend="aot_eager")  # autograd traced; no code generation
+    xs = [x.clone().requires_grad_(True) for _ in range(2)]
+    outs = [m(xs[0]), compiled(xs[1])]
+    g = torch.randn_like(outs[0])
+    grads = [torch.autograd.grad(o, [xi, *m.parameters()], g) for o, xi in zip(outs, xs)]
+    assert rel_err(outs[1], outs[0]) <= 1e-5
+    for a, b in zip(grads[1], grads[0]):
+        assert rel_err(a, b) <= 1e-5
+    torch._dynamo.reset()

@@ -47,11 +47,13 @@ def shift_transpose(g: torch.Tensor, k: torch.Tensor, t: int) -> torch.Tensor:
 def shift_weight_grad(g: torch.Tensor, x: torch.Tensor, t: int, buf: torch.Tensor) -> torch.Tensor:
     """Gradient of ``shift`` w.r.t. ``k`` ``(C, 3)``; ``buf`` is full-size scratch space."""
     nt, c, h, w = x.shape
-    g5, x5, b5 = (a.view(nt // t, t, c, h, w) for a in (g, x, buf))
+    n = nt // t
+    g5, x5 = g.view(n, t, c, h, w), x.view(n, t, c, h, w)
+    b5 = buf.view(-1)[: n * (t - 1) * c * h * w].view(n, t - 1, c, h, w)  # contiguous (compile)
     dims = (0, 1, 3, 4)
-    k0 = torch.mul(g5[:, 1:], x5[:, :-1], out=b5[:, 1:]).sum(dims)
-    k1 = torch.mul(g5, x5, out=b5).sum(dims)
-    k2 = torch.mul(g5[:, :-1], x5[:, 1:], out=b5[:, :-1]).sum(dims)
+    k0 = torch.mul(g5[:, 1:], x5[:, :-1], out=b5).sum(dims)
+    k1 = torch.mul(g5, x5, out=buf.view(n, t, c, h, w)).sum(dims)
+    k2 = torch.mul(g5[:, :-1], x5[:, 1:], out=b5).sum(dims)
     return torch.stack((k0, k1, k2), dim=1)
 
 

@@ -68,11 +68,11 @@ def usable(module: torch.nn.Module, x: torch.Tensor) -> bool:
 def _kernels_for(x: torch.Tensor) -> ModuleType | None:
     """:func:`kernels` where ``x`` can go through them now, else ``None`` (the module's own
     conditions are its plan's, :func:`_kept`)."""
+    if torch.compiler.is_compiling():  # compile traces the PyTorch path's operators (first:
+        return None  # the dispatch-mode query below would break its graph)
     if not (x.is_cpu and x.dtype == torch.float32):
         return None
     if _get_current_dispatch_mode() is not None or torch.is_autocast_enabled("cpu"):
-        return None
-    if torch.compiler.is_compiling():  # compile traces the PyTorch path's operators
         return None
     return kernels()
 
