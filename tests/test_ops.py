@@ -22,16 +22,22 @@ def rel_err(a, b):
     return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
 
 
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("paths", ALL_SUBSETS, ids=lambda p: "+".join(p))
-def test_action_matches_reference_float64(paths):
+def test_action_matches_reference_float64(paths, layout):
+    """The PyTorch path (float64 does not take the CPU kernel) against the spec; channels_last
+    input gives channels_last output and input gradient (no conversions on GPUs)."""
     T, N, C, H, W = 4, 2, 32, 5, 6
     m = ActionModule(C, T, paths=paths).double()
     randomise(m)
-    x = torch.randn(N * T, C, H, W, dtype=torch.float64, requires_grad=True)
-    x_ref = x.detach().clone().requires_grad_(True)
+    x = torch.randn(N * T, C, H, W, dtype=torch.float64)
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    x = x.contiguous(memory_format=fmt).requires_grad_(True)
+    x_ref = x.detach().contiguous().requires_grad_(True)
     out = m(x)
     ref = reference_action(x_ref, T, params_of(m), paths)
     assert out.shape == (N * T, C, H, W)
+    assert out.is_contiguous(memory_format=fmt)
     assert rel_err(out, ref) <= 1e-5
 
     g = torch.randn_like(out)
@@ -40,6 +46,7 @@ def test_action_matches_reference_float64(paths):
     names = ["input"] + [n for n, _ in m.named_parameters()]
     for name, a, b in zip(names, grads, grads_ref):
         assert rel_err(a, b) <= 1e-5, name
+    assert grads[0].is_contiguous(memory_format=fmt)
 
 
 def test_action_matches_reference_float32():
@@ -149,7 +156,8 @@ def test_backward_under_autocast(paths):
         assert cos > 0.98, (name, cos.item())
 
 
-def test_compiles_without_graph_breaks():
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_compiles_without_graph_breaks(layout):
     """``torch.compile`` traces the module in one graph, in training and in inference (a query of
     the dispatch-mode stack before the is-compiling check split every model at each module), and
     the traced module computes what the eager one does, gradients included."""
@@ -159,6 +167,8 @@ def test_compiles_without_graph_breaks():
     m = ActionModule(16, 4)
     randomise(m)
     x = torch.randn(8, 16, 5, 6)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
     for train in (True, False):
         m.train(train)
         with torch.set_grad_enabled(train):

@@ -178,7 +178,6 @@ class ActionModule(nn.Module):
         out = _kernel.action(self, x)  # the compiled kernel, where it applies (NCHW or NHWC)
         if out is not None:
             return out
-        x = x.contiguous()  # the PyTorch path works on NCHW
         k = self.shift.weight.view(self.channels, 3)
         w_me = self.me_squeeze.weight if "me" in self.paths else None
         xs, cmean, smean, squeezed = _fused.ShiftPoolSqueeze.apply(
