@@ -29,10 +29,15 @@ def is_nhwc(x: torch.Tensor) -> bool:
     return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
+def layout(x: torch.Tensor) -> torch.memory_format:
+    """The memory format the passes below keep for ``x``'s outputs and gradients."""
+    return torch.channels_last if is_nhwc(x) else torch.contiguous_format
+
+
 def clips(a: torch.Tensor, t: int) -> torch.Tensor:
     """The contiguous 5-D view of a full-size tensor in either layout: ``(N, T, C, H, W)`` for
     NCHW, ``(N, T, H, W, C)`` for channels_last (its memory order). The per-channel weight then
-    broadcasts as ``channel_shape(a, c)``; the full-size passes below work on these views, so a
+    broadcasts as ``channel_shape(a)``; the full-size passes below work on these views, so a
     channels_last module stays channels_last without converting anything."""
     nt, c, h, w = a.shape
     if is_nhwc(a):
@@ -40,8 +45,9 @@ def clips(a: torch.Tensor, t: int) -> torch.Tensor:
     return a.view(nt // t, t, c, h, w)
 
 
-def channel_shape(a: torch.Tensor, c: int) -> tuple[int, ...]:
+def channel_shape(a: torch.Tensor) -> tuple[int, ...]:
     """How a per-channel vector broadcasts against ``clips(a, t)``."""
+    c = a.shape[1]
     return (1, 1, 1, 1, c) if is_nhwc(a) else (1, 1, c, 1, 1)
 
 
@@ -49,7 +55,7 @@ def _centre(src: torch.Tensor, k: torch.Tensor, t: int):
     """``k1 * src`` in a new tensor of ``src``'s layout, with the clip views of ``src`` and of it
     and ``k`` ``(C, 3)`` as ``(3, <broadcast shape>)``: the start of ``shift`` and its adjoint."""
     nt, c, h, w = src.shape
-    kc = k.t().reshape(3, *channel_shape(src, c))
+    kc = k.t().reshape(3, *channel_shape(src))
     src5 = clips(src, t)  # (N, T, C, H, W) or (N, T, H, W, C)
     out5 = torch.mul(src5, kc[1])  # contiguous, like src5
     if is_nhwc(src):
@@ -106,8 +112,7 @@ class ShiftPoolSqueeze(torch.autograd.Function):
         x, k, w_me = ctx.saved_tensors
         t = ctx.t
         nt, c, h, w = x.shape
-        nhwc = is_nhwc(x)
-        fmt = torch.channels_last if nhwc else torch.contiguous_format
+        nhwc, fmt = is_nhwc(x), layout(x)
         # total gradient w.r.t. xs, accumulated in one new buffer of x's layout (the incoming
         # one is not ours)
         g = torch.zeros_like(x) if g_xs is None else g_xs.contiguous(memory_format=fmt)
@@ -161,7 +166,7 @@ class Excite(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         gate_c, gate_s, x, k = ctx.saved_tensors
-        g = g.contiguous(memory_format=torch.channels_last if is_nhwc(x) else torch.contiguous_format)
+        g = g.contiguous(memory_format=layout(x))
         grad_xs = torch.mul(g, gate_c)
         if gate_s is not None:
             grad_xs.addcmul_(g, gate_s)
