@@ -9,6 +9,7 @@ bytes of the distinct storages autograd keeps for the backward pass of one step.
 
     python benchmarks/module_speed.py [--clips 2 --frames 8 --size 112 --repeats 7 --threads 2]
                                       [--channels-last] [--backbone resnet50] [--keep-heap]
+                                      [--models tsn,action,release]
 
 ``--keep-heap``: glibc keeps freed memory (``actionlib._heap``) in the timed process, so that
 no step faults its buffers in again page by page (train steps otherwise do, ~32k minor faults
@@ -38,18 +39,20 @@ from actionlib import _heap  # noqa: E402
 from actionlib.models import to_channels_last  # noqa: E402
 from actionlib.models.backbones import insert_temporal, insertion_points  # noqa: E402
 
-MODELS = ("tsn", "action", "release")
+MODELS = ("tsn", "action", "release")  # the default; also "tsm" and "tsm-release"
+RELEASE = {"release": "ReleaseStyleAction", "tsm-release": "ReleaseStyleTSM"}  # in release_style.py
 
 
 def build(kind: str, frames: int, channels_last: bool = False, backbone: str = "resnet50") -> nn.Module:
-    if kind != "release":
+    if kind not in RELEASE:
         model = actionlib.build_model(kind, backbone, 174, frames)
     else:
-        from release_style import ReleaseStyleAction
+        import release_style
 
+        module = getattr(release_style, RELEASE[kind])
         model = actionlib.build_model("tsn", backbone, 174, frames)
         points = insertion_points(backbone, model.backbone)
-        insert_temporal(model.backbone, lambda c: ReleaseStyleAction(c, frames), points)
+        insert_temporal(model.backbone, lambda c: module(c, frames), points)
     if channels_last:  # 2-D conv weights NHWC: the convolutions then run on (and return) NHWC
         to_channels_last(model)
     return model
@@ -117,8 +120,14 @@ def main() -> None:
                         "activations are NHWC (the ACTION kernel has NHWC passes)")  # fmt: skip
     p.add_argument("--keep-heap", action="store_true",
                    help="glibc keeps freed memory in the timed process: no page faults per step")  # fmt: skip
+    p.add_argument("--models", default=",".join(MODELS),
+                   help="comma-separated, tsn first: tsn, tsm, action, release (ACTION the release's "
+                        "way), tsm-release (TSM's shift the TSM release's way); default %(default)s")  # fmt: skip
     p.add_argument("--json", help="write the results to this file")
     args = p.parse_args()
+    names = args.models.split(",")
+    if names[0] != "tsn" or not set(names) <= {"tsn", "tsm", "action", *RELEASE}:
+        p.error(f"--models {args.models!r}: tsn first, then any of tsm, action, {', '.join(RELEASE)}")
 
     if args.keep_heap and not _heap.keep_heap():
         sys.exit("--keep-heap: glibc did not take the settings (ACTIONLIB_KEEP_HEAP=0, or not glibc)")
@@ -126,9 +135,9 @@ def main() -> None:
     torch.manual_seed(0)
     x = torch.randn(args.clips, args.frames, 3, args.size, args.size)
     y = torch.zeros(args.clips, dtype=torch.long)
-    models = {k: build(k, args.frames, args.channels_last, args.backbone) for k in MODELS}
+    models = {k: build(k, args.frames, args.channels_last, args.backbone) for k in names}
     opts = {k: torch.optim.SGD(m.parameters(), lr=0.01) for k, m in models.items()}
-    times = {(k, mode): [] for k in MODELS for mode in ("train", "infer")}
+    times = {(k, mode): [] for k in names for mode in ("train", "infer")}
     for i in range(args.warmup + args.repeats):
         for k, m in models.items():
             m.train()
@@ -143,7 +152,7 @@ def main() -> None:
                 times[k, "train"].append(t1 - t0)
                 times[k, "infer"].append(t2 - t1)
     med = {key: statistics.median(v) * 1e3 for key, v in times.items()}
-    mem = {k: measure_memory(k, args) for k in MODELS}
+    mem = {k: measure_memory(k, args) for k in names}
 
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
@@ -155,7 +164,7 @@ def main() -> None:
         "median_ms": {f"{k}/{mode}": round(v, 1) for (k, mode), v in med.items()},
         "memory_mb": {k: {n: round(v, 1) for n, v in d.items()} for k, d in mem.items()},
     }
-    for k in ("action", "release"):
+    for k in names[1:]:
         result[f"{k}_vs_tsn"] = {
             "train_step": round(med[k, "train"] / med["tsn", "train"], 3),
             "inference": round(med[k, "infer"] / med["tsn", "infer"], 3),
@@ -163,11 +172,11 @@ def main() -> None:
             "saved_for_backward": round(mem[k]["saved_mb"] / mem["tsn"]["saved_mb"], 3),
         }
     print(f"{args.backbone}, {result['input']}, CPU {result['machine']}, torch {result['torch']}")
-    print(f"{'model':<10}{'train ms':>10}{'infer ms':>10}{'step peak MB':>14}{'saved MB':>10}")
-    for k in MODELS:
-        print(f"{k:<10}{med[k, 'train']:>10.1f}{med[k, 'infer']:>10.1f}"
+    print(f"{'model':<12}{'train ms':>10}{'infer ms':>10}{'step peak MB':>14}{'saved MB':>10}")
+    for k in names:
+        print(f"{k:<12}{med[k, 'train']:>10.1f}{med[k, 'infer']:>10.1f}"
               f"{mem[k]['peak_step_mb']:>14.1f}{mem[k]['saved_mb']:>10.1f}")  # fmt: skip
-    for k in ("action", "release"):
+    for k in names[1:]:
         r = result[f"{k}_vs_tsn"]
         print(f"{k}/tsn ratio: train step {r['train_step']:.3f}, inference {r['inference']:.3f}, "
               f"step peak memory {r['peak_step_memory']:.3f}, saved for backward {r['saved_for_backward']:.3f}")  # fmt: skip

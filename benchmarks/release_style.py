@@ -3,7 +3,8 @@
 Same math as ``actionlib.ops.ActionModule`` (spec section 2), but: the learnable shift permutes the
 whole tensor to ``(N*H*W, C, T)``, runs ``nn.Conv1d`` and permutes back; each path writes its own
 full-size ``xs * gate + xs``; ME takes the temporal difference at full resolution; autograd does
-the backward pass. Used only by ``module_speed.py``.
+the backward pass. ``ReleaseStyleTSM`` is TSM's shift the TSM release's way. Used only by
+``module_speed.py``.
 """
 
 import torch
@@ -56,3 +57,20 @@ class ReleaseStyleAction(nn.Module):
         p3 = F.adaptive_avg_pool2d(d.view(nt, r, h, w), 1)
         y3 = xs * torch.sigmoid(self.p3_expand(p3)) + xs
         return y1 + y2 + y3
+
+
+class ReleaseStyleTSM(nn.Module):
+    """TSM's shift as the TSM release writes it (zeros, then slice copies; autograd's backward)."""
+
+    def __init__(self, channels: int, num_segments: int, shift_div: int = 8) -> None:
+        super().__init__()
+        self.t, self.fold = num_segments, channels // shift_div
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nt, c, h, w = x.shape
+        fold, x5 = self.fold, x.view(nt // self.t, self.t, c, h, w)
+        out = torch.zeros_like(x5)
+        out[:, :-1, :fold] = x5[:, 1:, :fold]  # frame t takes t+1
+        out[:, 1:, fold : 2 * fold] = x5[:, :-1, fold : 2 * fold]  # frame t takes t-1
+        out[:, :, 2 * fold :] = x5[:, :, 2 * fold :]
+        return out.view(nt, c, h, w)

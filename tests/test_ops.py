@@ -119,6 +119,39 @@ def test_tsm_shift_values():
     assert torch.equal(out[:, :, 4:], frames.unsqueeze(-1).expand(2, T, C - 4))
 
 
+def release_tsm_shift(x, t, shift_div=8):
+    """The TSM release's shift (``ops/temporal_shift.py``: zeros, then slice copies), autograd's
+    backward."""
+    nt, c, h, w = x.shape
+    fold = c // shift_div
+    x5 = x.view(nt // t, t, c, h, w)
+    out = torch.zeros_like(x5)
+    out[:, :-1, :fold] = x5[:, 1:, :fold]
+    out[:, 1:, fold : 2 * fold] = x5[:, :-1, fold : 2 * fold]
+    out[:, :, 2 * fold :] = x5[:, :, 2 * fold :]
+    return out.view(nt, c, h, w)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_tsm_shift_equals_release_with_gradient(layout):
+    """Our shift (its backward the reverse copies) gives the release's output and input gradient
+    exactly, in the input's layout; gradcheck in float64."""
+    T, C = 4, 24
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    x = torch.randn(2 * T, C, 3, 5).contiguous(memory_format=fmt)
+    g = torch.randn(2 * T, C, 3, 5)
+    xs = [x.clone().requires_grad_(True) for _ in range(2)]
+    out, ref = temporal_shift(xs[0], T, 8), release_tsm_shift(xs[1], T, 8)
+    assert torch.equal(out, ref) and out.is_contiguous(memory_format=fmt)
+    out.backward(g)
+    ref.backward(g)
+    assert torch.equal(xs[0].grad, xs[1].grad) and xs[0].grad.is_contiguous(memory_format=fmt)
+    x64 = torch.randn(2 * T, 16, 2, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a: temporal_shift(a, T, 8), (x64,))
+    with pytest.raises(ValueError, match="T=4"):
+        temporal_shift(torch.randn(6, C, 3, 3), T)
+
+
 def test_tsm_shift_is_fixed():
     assert list(TemporalShift(64, 8).parameters()) == []
 

@@ -11,22 +11,49 @@ import torch
 from torch import nn
 
 
-def temporal_shift(x: torch.Tensor, num_segments: int, shift_div: int = 8) -> torch.Tensor:
-    """Shift ``x`` of shape ``(N*T, C, H, W)`` along time; returns a new tensor of the same shape."""
+def _shift_copy(x: torch.Tensor, num_segments: int, fold: int, ahead: slice, behind: slice) -> torch.Tensor:
+    """The copies of the shift: channels ``ahead`` take the next frame, channels ``behind`` the
+    previous one, zeros at the clip ends, the rest stay. ``x`` is ``(N*T, C, H, W)``, NCHW or
+    channels_last (kept)."""
     nt, c, h, w = x.shape
-    n = nt // num_segments
-    fold = c // shift_div
-    x = x.view(n, num_segments, c, h, w)  # (N, T, C, H, W)
+    x5 = x.view(nt // num_segments, num_segments, c, h, w)  # (N, T, C, H, W)
     out = torch.empty_like(x)
-    # channels [0, fold): frame t takes frame t+1; the last frame gets zeros
-    out[:, :-1, :fold] = x[:, 1:, :fold]
-    out[:, -1:, :fold] = 0
-    # channels [fold, 2*fold): frame t takes frame t-1; the first frame gets zeros
-    out[:, 1:, fold : 2 * fold] = x[:, :-1, fold : 2 * fold]
-    out[:, :1, fold : 2 * fold] = 0
-    # the remaining channels stay where they are
-    out[:, :, 2 * fold :] = x[:, :, 2 * fold :]
-    return out.view(nt, c, h, w)
+    o5 = out.view(x5.shape)
+    o5[:, :-1, ahead] = x5[:, 1:, ahead]  # frame t takes frame t+1; the last frame gets zeros
+    o5[:, -1:, ahead] = 0
+    o5[:, 1:, behind] = x5[:, :-1, behind]  # frame t takes frame t-1; the first frame gets zeros
+    o5[:, :1, behind] = 0
+    o5[:, :, 2 * fold :] = x5[:, :, 2 * fold :]  # the remaining channels stay where they are
+    return out
+
+
+class _Shift(torch.autograd.Function):
+    """The shift with its adjoint as the backward pass: the same copies in the other direction
+    (a channel that took the next frame hands its gradient back to the next frame). Autograd's
+    own backward of the five slice assignments cloned the full gradient once per assignment and
+    summed three zero-padded slices."""
+
+    @staticmethod
+    def forward(ctx, x, num_segments: int, fold: int):
+        ctx.num_segments, ctx.fold = num_segments, fold
+        ctx.layout = torch.contiguous_format if x.is_contiguous() else torch.channels_last
+        return _shift_copy(x, num_segments, fold, slice(0, fold), slice(fold, 2 * fold))
+
+    @staticmethod
+    def backward(ctx, g):
+        g = g.contiguous(memory_format=ctx.layout)  # x's layout (g may arrive expanded)
+        return _shift_copy(g, ctx.num_segments, ctx.fold, slice(ctx.fold, 2 * ctx.fold), slice(0, ctx.fold)), None, None
+
+
+def temporal_shift(x: torch.Tensor, num_segments: int, shift_div: int = 8) -> torch.Tensor:
+    """Shift ``x`` of shape ``(N*T, C, H, W)`` along time; returns a new tensor of the same shape
+    (and memory format). Channels ``[0, C/shift_div)`` take the next frame's values,
+    ``[C/shift_div, 2C/shift_div)`` the previous frame's, zeros at the clip ends (TSM's)."""
+    if x.dim() != 4 or x.shape[0] % num_segments:
+        raise ValueError(f"temporal_shift expects (N*T, C, H, W) with T={num_segments}, got {tuple(x.shape)}")
+    if not x.is_contiguous(memory_format=torch.channels_last):
+        x = x.contiguous()
+    return _Shift.apply(x, num_segments, x.shape[1] // shift_div)
 
 
 class TemporalShift(nn.Module):
