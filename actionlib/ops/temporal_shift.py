@@ -42,7 +42,8 @@ class _Shift(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         g = g.contiguous(memory_format=ctx.layout)  # x's layout (g may arrive expanded)
-        return _shift_copy(g, ctx.num_segments, ctx.fold, slice(ctx.fold, 2 * ctx.fold), slice(0, ctx.fold)), None, None
+        t, fold = ctx.num_segments, ctx.fold  # the two folds' directions swapped
+        return _shift_copy(g, t, fold, slice(fold, 2 * fold), slice(0, fold)), None, None
 
 
 def temporal_shift(x: torch.Tensor, num_segments: int, shift_div: int = 8) -> torch.Tensor:
