@@ -312,7 +312,7 @@ def summary(results: list[NotebookResult]) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="quick", choices=("smoke", "quick", "paper"),
-                        help="smoke: seconds per notebook; quick: synthetic benchmark on CPU (~45 min); "
+                        help="smoke: seconds per notebook; quick: synthetic benchmark on CPU (~75 min of notebooks on 2 cores); "
                              "paper: real datasets, spec section 5 recipes (GPUs)")  # fmt: skip
     parser.add_argument("--notebooks", nargs="+", default=[], metavar="NAME",
                         help="run only these notebooks (name or prefix, e.g. 01 04_efficiency)")
