@@ -167,14 +167,17 @@ def test_module_rejects_batch_not_divisible():
         ActionModule(32, 4)(torch.randn(6, 32, 3, 3))
 
 
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("paths", [("me",), PATHS], ids=["me", "all"])
-def test_backward_under_autocast(paths):
+def test_backward_under_autocast(paths, layout):
     """Under bf16 autocast (the training engine's default on GPUs) ME's squeeze runs in bf16 and
     the rest in float32: the backward pass mixed the two in one in-place product and failed. The
     gradients now have their parameters' dtypes and follow the float32 ones to bf16 precision."""
     torch.manual_seed(0)
     m = ActionModule(32, 4, paths=paths)
     x = torch.randn(8, 32, 6, 6)
+    if layout == "channels_last":  # the training engine's default on GPUs: bf16 + channels_last
+        x = x.contiguous(memory_format=torch.channels_last)
     grads = {}
     for mode in ("fp32", "bf16"):
         m.zero_grad()
