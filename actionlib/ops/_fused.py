@@ -29,6 +29,12 @@ def is_nhwc(x: torch.Tensor) -> bool:
     return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
+def dense(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as it is when NCHW-contiguous or channels_last, else made NCHW-contiguous: the two
+    layouts the passes here (and the CPU kernel) read."""
+    return x if x.is_contiguous(memory_format=torch.channels_last) else x.contiguous()
+
+
 def layout(x: torch.Tensor) -> torch.memory_format:
     """The memory format the passes below keep for ``x``'s outputs and gradients."""
     return torch.channels_last if is_nhwc(x) else torch.contiguous_format

@@ -33,6 +33,7 @@ import torch
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from .. import _cpp
+from . import _fused
 
 _FUNCTIONS = ("action_forward", "action_forward_nhwc", "action_backward", "clear_buffer_cache")
 
@@ -177,18 +178,12 @@ def _weights(module) -> tuple[torch.Tensor, ...]:
     return tuple(weights)
 
 
-def _channels_last(x: torch.Tensor) -> bool:
-    """True for an NHWC ``x`` the kernel reads as such (``ActionModule.forward`` passes NCHW-
-    contiguous or channels_last tensors; one that is both is read as NCHW)."""
-    return not x.is_contiguous()
-
-
 def _forward(x, weights, cfg, kept: bool) -> list[torch.Tensor]:
     """The kernel's forward: ``[out, saved tensors...]``; ``out`` has ``x``'s memory format.
     ``kept``: autograd keeps ``out`` for the backward pass (it then comes from the block cache)."""
     mod, t, flags, rm, rv, batch_stats, factor, eps = cfg
     k, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, me_dw, me_ex = weights
-    forward = mod.action_forward_nhwc if _channels_last(x) else mod.action_forward
+    forward = mod.action_forward_nhwc if _fused.is_nhwc(x) else mod.action_forward  # both: NCHW
     return forward(
         x, k, t, *flags, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, rm, rv, batch_stats, factor, eps, me_dw, me_ex,
         kept,

@@ -173,8 +173,7 @@ class ActionModule(nn.Module):
         t = self.num_segments
         if x.dim() != 4 or x.shape[0] % t:
             raise ValueError(f"ActionModule expects (N*T, C, H, W) with T={t}, got {tuple(x.shape)}")
-        if not x.is_contiguous(memory_format=torch.channels_last):
-            x = x.contiguous()
+        x = _fused.dense(x)
         out = _kernel.action(self, x)  # the compiled kernel, where it applies (NCHW or NHWC)
         if out is not None:
             return out

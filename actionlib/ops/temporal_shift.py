@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._fused import dense, layout
+
 
 def _shift_copy(x: torch.Tensor, num_segments: int, fold: int, ahead: slice, behind: slice) -> torch.Tensor:
     """The copies of the shift: channels ``ahead`` take the next frame, channels ``behind`` the
@@ -36,7 +38,7 @@ class _Shift(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, num_segments: int, fold: int):
         ctx.num_segments, ctx.fold = num_segments, fold
-        ctx.layout = torch.contiguous_format if x.is_contiguous() else torch.channels_last
+        ctx.layout = layout(x)
         return _shift_copy(x, num_segments, fold, slice(0, fold), slice(fold, 2 * fold))
 
     @staticmethod
@@ -52,9 +54,7 @@ def temporal_shift(x: torch.Tensor, num_segments: int, shift_div: int = 8) -> to
     ``[C/shift_div, 2C/shift_div)`` the previous frame's, zeros at the clip ends (TSM's)."""
     if x.dim() != 4 or x.shape[0] % num_segments:
         raise ValueError(f"temporal_shift expects (N*T, C, H, W) with T={num_segments}, got {tuple(x.shape)}")
-    if not x.is_contiguous(memory_format=torch.channels_last):
-        x = x.contiguous()
-    return _Shift.apply(x, num_segments, x.shape[1] // shift_div)
+    return _Shift.apply(dense(x), num_segments, x.shape[1] // shift_div)
 
 
 class TemporalShift(nn.Module):
