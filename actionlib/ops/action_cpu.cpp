@@ -349,6 +349,10 @@ inline void gemm_tile(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t
     for (int64_t k = 0; k < k_len; ++k) {
       __m512 bv[NV];
       const float* brow = bf + k * b.rs;
+      // B's row 8 ahead: the rows of a strip lie a whole row of B apart (3 KB for ME's squeeze at
+      // layer 1), beyond what the hardware's stride prefetcher follows (prefetches never fault)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(brow + 8 * b.rs + 16 * v), _MM_HINT_T0);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v)
         bv[v] = v + 1 < NV ? _mm512_loadu_ps(brow + 16 * v) : _mm512_maskz_loadu_ps(last, brow + 16 * v);
@@ -797,14 +801,12 @@ void for_each_xs_pixel(const float* x, const Tensor& rows, const Shape& s, float
 // which the spatial mean and ME's nine region sums follow.
 void stats_from_sums_of_x(const float* dots, int64_t dp, int64_t dj, const float* base, const float* k0,
                           const float* k1, const float* k2, const Shape& s, float* cmp, float* smp, float* rsxp) {
-  const bool sums = smp || rsxp;
   const int64_t nb = 9 * s.c;  // base sums per frame
-  at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
-    std::vector<float> rows(sums ? nb : 0);
-    for (int64_t f = b; f < e; ++f) {
-      const int64_t tt = f % s.t;
-      const bool prev = tt > 0, next = tt + 1 < s.t;
-      if (cmp) {
+  if (cmp)
+    at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
+      for (int64_t f = b; f < e; ++f) {
+        const int64_t tt = f % s.t;
+        const bool prev = tt > 0, next = tt + 1 < s.t;
         const float* d = dots + f * 3 * s.p;
         for (int64_t p = 0; p < s.p; ++p) {
           float v = d[p * dp + dj];
@@ -813,24 +815,52 @@ void stats_from_sums_of_x(const float* dots, int64_t dp, int64_t dj, const float
           cmp[f * s.p + p] = v / s.c;
         }
       }
-      if (!sums) continue;
-      // per channel, k0 a[f-1] + k1 a[f] + k2 a[f+1] of the frames' base sums q, as rows of C
-      const int64_t nq = rsxp ? 9 : 1;
-      for (int64_t q = 0; q < nq; ++q) {
-        const float* cur = base + f * nb + q * s.c;
-        shift_scale_pixel(prev ? cur - nb : nullptr, cur, next ? cur + nb : nullptr, k0, k1, k2, nullptr, 0.f,
-                          rows.data() + q * s.c, s.c);
-      }
-      const float* sums_xs = rows.data();
-      if (smp)
-        for (int64_t c = 0; c < s.c; ++c) smp[c * s.nt + f] = sums_xs[c] / s.p;
-      if (!rsxp) continue;
-      for (int64_t c = 0; c < s.c; ++c) {
-        const float* r = sums_xs + c;
-        const double corners[4] = {r[5 * s.c], r[6 * s.c], r[7 * s.c], r[8 * s.c]};
-        double v[9];
-        region_sums_of_edges(r[0], r[s.c], r[2 * s.c], r[3 * s.c], r[4 * s.c], corners, v);
-        for (int ab = 0; ab < 9; ++ab) rsxp[c * s.nt * 9 + f * 9 + ab] = float(v[ab]);
+    });
+  if (!smp && !rsxp) return;
+  // Per channel, k0 a[f-1] + k1 a[f] + k2 a[f+1] of the frames' base sums q (rows of channels),
+  // then the spatial mean and the nine region sums. By blocks of channels, each block's frames in
+  // order: a channel's row of rsx (C, NT*9) is written from start to end, not 36 bytes per frame.
+  const int64_t nq = rsxp ? 9 : 1;
+  constexpr int64_t kBlock = 64;
+  at::parallel_for(0, (s.c + kBlock - 1) / kBlock, 1, [&](int64_t b, int64_t e) {
+    std::vector<float> rows(nq * kBlock);
+    for (int64_t blk = b; blk < e; ++blk) {
+      const int64_t c0 = blk * kBlock, nc = std::min(kBlock, s.c - c0);
+      for (int64_t f = 0; f < s.nt; ++f) {
+        const int64_t tt = f % s.t;
+        const bool prev = tt > 0, next = tt + 1 < s.t;
+        for (int64_t q = 0; q < nq; ++q) {
+          const float* cur = base + f * nb + q * s.c + c0;
+          shift_scale_pixel(prev ? cur - nb : nullptr, cur, next ? cur + nb : nullptr, k0 + c0, k1 + c0, k2 + c0,
+                            nullptr, 0.f, rows.data() + q * nc, nc);
+        }
+        const float* sums_xs = rows.data();  // sum q of channel c0 + j at [q * nc + j]
+        if (smp)
+          for (int64_t j = 0; j < nc; ++j) smp[(c0 + j) * s.nt + f] = sums_xs[j] / s.p;
+        if (!rsxp) continue;
+        int64_t j = 0;
+#if defined(__AVX512F__)
+        for (; j + 8 <= nc; j += 8) {  // region_sums_of_edges of 8 channels at once, the same operations
+          auto sum = [&](int q) { return _mm512_cvtps_pd(_mm256_loadu_ps(sums_xs + q * nc + j)); };
+          const __m512d total = sum(0), zero = _mm512_setzero_pd();
+          const __m512d row_out[3] = {sum(2), zero, sum(1)}, col_out[3] = {sum(4), zero, sum(3)};
+          const __m512d corner[3][3] = {{sum(8), zero, sum(7)}, {zero, zero, zero}, {sum(6), zero, sum(5)}};
+          alignas(32) float v[9][8];
+          for (int a = 0; a < 3; ++a)
+            for (int bb = 0; bb < 3; ++bb)
+              _mm256_store_ps(v[a * 3 + bb], _mm512_cvtpd_ps(_mm512_add_pd(
+                  _mm512_sub_pd(_mm512_sub_pd(total, row_out[a]), col_out[bb]), corner[a][bb])));
+          for (int l = 0; l < 8; ++l)
+            for (int ab = 0; ab < 9; ++ab) rsxp[(c0 + j + l) * s.nt * 9 + f * 9 + ab] = v[ab][l];
+        }
+#endif
+        for (; j < nc; ++j) {
+          const float* r = sums_xs + j;
+          const double corners[4] = {r[5 * nc], r[6 * nc], r[7 * nc], r[8 * nc]};
+          double v[9];
+          region_sums_of_edges(r[0], r[nc], r[2 * nc], r[3 * nc], r[4 * nc], corners, v);
+          for (int ab = 0; ab < 9; ++ab) rsxp[(c0 + j) * s.nt * 9 + f * 9 + ab] = float(v[ab]);
+        }
       }
     }
   });
@@ -871,6 +901,81 @@ void nhwc_stats_of_x(const float* xp, const float* k0, const float* k1, const fl
   stats_from_sums_of_x(dots.get(), 3, 1, base.get(), k0, k1, k2, s, cmp, smp, rsxp);
 }
 
+#if defined(__AVX512F__)
+// reduce_row<0> of 16 rows of n values at once, bitwise: v[i] holds value i of each row (a lane
+// per row). The same additions in the same pairing: two partial sums per position j < 16 (the
+// masked tail into the first), then _mm512_reduce_add_ps's tree (j with j + 8, j + 4, j + 2, j + 1).
+inline __m512 lanes_sum(const __m512* v, int64_t n) {
+  const __m512 zero = _mm512_setzero_ps();
+  __m512 s0[16], s1[16];
+  for (int j = 0; j < 16; ++j) s0[j] = s1[j] = zero;
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32)
+    for (int j = 0; j < 16; ++j) {
+      s0[j] = _mm512_add_ps(s0[j], v[i + j]);
+      s1[j] = _mm512_add_ps(s1[j], v[i + 16 + j]);
+    }
+  for (; i < n; i += 16)
+    for (int64_t j = 0; j < 16 && i + j < n; ++j) s0[j] = _mm512_add_ps(s0[j], v[i + j]);
+  for (int j = 0; j < 16; ++j) s0[j] = _mm512_add_ps(s0[j], s1[j]);
+  for (int j = 0; j < 8; ++j) s0[j] = _mm512_add_ps(s0[j + 8], s0[j]);
+  for (int j = 0; j < 4; ++j) s0[j] = _mm512_add_ps(s0[j + 4], s0[j]);
+  return _mm512_add_ps(_mm512_add_ps(s0[0], s0[2]), _mm512_add_ps(s0[1], s0[3]));
+}
+
+// Transposes the 16 x 16 matrix r[row] (lane = column) in place: four butterfly stages, stage b
+// swapping bit b of the row and the column index.
+template <int B>
+inline void transpose16_stage(__m512* r) {
+  const __m512i lo = _mm512_setr_epi32(  // new row i: (i, j) or (i + B, j - B)
+      (0 & B) ? 16 + 0 - B : 0, (1 & B) ? 16 + 1 - B : 1, (2 & B) ? 16 + 2 - B : 2, (3 & B) ? 16 + 3 - B : 3,
+      (4 & B) ? 16 + 4 - B : 4, (5 & B) ? 16 + 5 - B : 5, (6 & B) ? 16 + 6 - B : 6, (7 & B) ? 16 + 7 - B : 7,
+      (8 & B) ? 16 + 8 - B : 8, (9 & B) ? 16 + 9 - B : 9, (10 & B) ? 16 + 10 - B : 10, (11 & B) ? 16 + 11 - B : 11,
+      (12 & B) ? 16 + 12 - B : 12, (13 & B) ? 16 + 13 - B : 13, (14 & B) ? 16 + 14 - B : 14,
+      (15 & B) ? 16 + 15 - B : 15);
+  const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(B));  // new row i + B: (i, j + B) or (i + B, j)
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i)
+    if (!(i & B)) {
+      const __m512 a = r[i], c = r[i + B];
+      r[i] = _mm512_permutex2var_ps(a, lo, c);
+      r[i + B] = _mm512_permutex2var_ps(a, hi, c);
+    }
+}
+inline void transpose16(__m512* r) {
+  transpose16_stage<8>(r);
+  transpose16_stage<4>(r);
+  transpose16_stage<2>(r);
+  transpose16_stage<1>(r);
+}
+
+// The base sums of nchw_stats_of_x for 16 maps m[16 * P] of P <= 64 values at once (the map's
+// sum at out[0..16), with `edges` its edge sums e[j] at out[(1 + j) * ld ..]), bitwise those of
+// sum_row and edge_sums map by map. Short rows waste most of a reduction tree each; here the
+// maps' pixels are gathered into vectors, a lane per map, and the sums are vertical additions.
+constexpr int64_t kLanesMaxP = 64;
+void base_sums_16(const float* m, const Shape& s, bool edges, float* out, int64_t ld) {
+  __m512 v[kLanesMaxP];
+  for (int64_t p0 = 0; p0 < s.p; p0 += 16) {  // 16 x 16 blocks, transposed
+    const __mmask16 k = s.p - p0 >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (s.p - p0)) - 1u);
+    __m512 r[16];
+    for (int l = 0; l < 16; ++l) r[l] = _mm512_maskz_loadu_ps(k, m + l * s.p + p0);
+    transpose16(r);
+    for (int64_t j = 0; j < 16 && p0 + j < s.p; ++j) v[p0 + j] = r[j];
+  }
+  _mm512_storeu_ps(out, lanes_sum(v, s.p));
+  if (!edges) return;
+  __m512 first_col = _mm512_setzero_ps(), last_col = first_col;
+  for (int64_t y = 0; y < s.h; ++y) {
+    first_col = _mm512_add_ps(first_col, v[y * s.w]);
+    last_col = _mm512_add_ps(last_col, v[y * s.w + s.w - 1]);
+  }
+  const __m512 e[8] = {lanes_sum(v, s.w), lanes_sum(v + (s.h - 1) * s.w, s.w), first_col, last_col,
+                       v[0], v[s.w - 1], v[(s.h - 1) * s.w], v[s.p - 1]};
+  for (int j = 0; j < 8; ++j) _mm512_storeu_ps(out + (1 + j) * ld, e[j]);
+}
+#endif
+
 // stats_from_sums_of_x for NCHW x: per frame, D (3, P) = [k0; k1; k2] (3, C) @ x[f] (C, P) as one
 // product, and the base sums of each row.
 void nchw_stats_of_x(const float* xp, const float* kp, const float* k0, const float* k1, const float* k2,
@@ -884,7 +989,12 @@ void nchw_stats_of_x(const float* xp, const float* kp, const float* k0, const fl
       if (cmp) gemm(k_t, {xf, 0, s.p, 1}, dots.get() + f * 3 * s.p, s.p, 1, s.c, s.p, 0, 3);
       if (!sums) continue;
       float* bf = base.get() + f * 9 * s.c;
-      for (int64_t c = 0; c < s.c; ++c) {
+      int64_t c = 0;
+#if defined(__AVX512F__)
+      if (s.p <= kLanesMaxP)  // short rows: 16 maps at a time
+        for (; c + 16 <= s.c; c += 16) base_sums_16(xf + c * s.p, s, rsxp != nullptr, bf + c, s.c);
+#endif
+      for (; c < s.c; ++c) {
         const float* m = xf + c * s.p;
         bf[c] = sum_row(m, s.p);
         if (!rsxp) continue;
@@ -957,19 +1067,33 @@ std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool
   // F2: out = xs * (gate_c + gate_s), in place [xs recomputed from x]
   const float* gc = fp(gt.gate_c);
   const float* gs = ste ? fp(gt.g1) : nullptr;
-  at::parallel_for(0, s.nt * s.c, 64, [&](int64_t b, int64_t e) {
-    for (int64_t q = b; q < e; ++q) {
-      float* o = xsp + q * s.p;
-      const float* gsf = gs ? gs + (q / s.c) * s.p : nullptr;
-      static constexpr float kKept[3] = {0.f, 1.f, 0.f};  // xs kept in o: its row times 1, exact
-      const float *prev = nullptr, *cur = o, *next = nullptr, *kq = kKept;
-      if (!squeeze) {  // xs was not kept: recompute the row from x
-        neighbours(xp, s, q / s.c, q % s.c, &prev, &cur, &next);
-        kq = kp + 3 * (q % s.c);
-      }
-      shift_scale_row(prev, cur, next, kq, gc[q], gsf, o, s.p);
+  auto row = [&](int64_t f, int64_t c) {
+    const int64_t q = f * s.c + c;
+    float* o = xsp + q * s.p;
+    static constexpr float kKept[3] = {0.f, 1.f, 0.f};  // xs kept in o: its row times 1, exact
+    const float *prev = nullptr, *cur = o, *next = nullptr, *kq = kKept;
+    if (!squeeze) {  // xs was not kept: recompute the row from x
+      neighbours(xp, s, f, c, &prev, &cur, &next);
+      kq = kp + 3 * c;
     }
-  });
+    shift_scale_row(prev, cur, next, kq, gc[q], gs ? gs + f * s.p : nullptr, o, s.p);
+  };
+  if (squeeze) {  // in place, row by row
+    at::parallel_for(0, s.nt * s.c, 64, [&](int64_t b, int64_t e) {
+      for (int64_t q = b; q < e; ++q) row(q / s.c, q % s.c);
+    });
+  } else {  // by blocks of channels of a clip, the frames in order: row (t, c) of x is read as the
+            // next frame's, the current and the previous one within a few rows' time
+    const int64_t block = std::min(s.c, std::max<int64_t>(16, 4096 / s.p));
+    const int64_t nblocks = (s.c + block - 1) / block;
+    at::parallel_for(0, s.n * nblocks, 1, [&](int64_t b, int64_t e) {
+      for (int64_t u = b; u < e; ++u) {
+        const int64_t n = u / nblocks, c0 = (u % nblocks) * block, c1 = std::min(s.c, c0 + block);
+        for (int64_t f = n * s.t; f < (n + 1) * s.t; ++f)
+          for (int64_t c = c0; c < c1; ++c) row(f, c);
+      }
+    });
+  }
   return saved_list(st, gt);
 }
 
