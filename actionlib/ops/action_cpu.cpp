@@ -21,7 +21,9 @@
 // takes the nine sums of every map of xs, one (r, C) @ (C, NT*9) product maps them through W,
 // and F1 does not store xs at all (F2 forms it from x while writing the output).
 // Where xs is not kept (evaluation, or no ME path), F1 reads x once, unshifted: the statistics are
-// linear in x (stats_from_sums_of_x). NCHW does so in inference only (F1 of action_forward).
+// linear in x (stats_from_sums_of_x). NCHW does so in inference only (F1 of action_forward), on
+// maps of <= 64 pixels 16 maps at a time (a lane per map, base_sums_16), and F2 then walks blocks
+// of channels of a clip frame by frame, so that x is read from memory once.
 // Channels_last input (memory (NT, H, W, C)) has passes of its own (action_forward_nhwc, and in
 // action_backward B1, ME's weight gradient and B23): they walk pixels, rows of C channels, and
 // share the gate networks and the saved tensors with the NCHW passes.
