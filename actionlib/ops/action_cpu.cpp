@@ -840,23 +840,7 @@ void stats_from_sums_of_x(const float* dots, int64_t dp, int64_t dj, const float
         if (smp)
           for (int64_t j = 0; j < nc; ++j) smp[(c0 + j) * s.nt + f] = sums_xs[j] / s.p;
         if (!rsxp) continue;
-        int64_t j = 0;
-#if defined(__AVX512F__)
-        for (; j + 8 <= nc; j += 8) {  // region_sums_of_edges of 8 channels at once, the same operations
-          auto sum = [&](int q) { return _mm512_cvtps_pd(_mm256_loadu_ps(sums_xs + q * nc + j)); };
-          const __m512d total = sum(0), zero = _mm512_setzero_pd();
-          const __m512d row_out[3] = {sum(2), zero, sum(1)}, col_out[3] = {sum(4), zero, sum(3)};
-          const __m512d corner[3][3] = {{sum(8), zero, sum(7)}, {zero, zero, zero}, {sum(6), zero, sum(5)}};
-          alignas(32) float v[9][8];
-          for (int a = 0; a < 3; ++a)
-            for (int bb = 0; bb < 3; ++bb)
-              _mm256_store_ps(v[a * 3 + bb], _mm512_cvtpd_ps(_mm512_add_pd(
-                  _mm512_sub_pd(_mm512_sub_pd(total, row_out[a]), col_out[bb]), corner[a][bb])));
-          for (int l = 0; l < 8; ++l)
-            for (int ab = 0; ab < 9; ++ab) rsxp[(c0 + j + l) * s.nt * 9 + f * 9 + ab] = v[ab][l];
-        }
-#endif
-        for (; j < nc; ++j) {
+        for (int64_t j = 0; j < nc; ++j) {
           const float* r = sums_xs + j;
           const double corners[4] = {r[5 * nc], r[6 * nc], r[7 * nc], r[8 * nc]};
           double v[9];
@@ -954,7 +938,7 @@ inline void transpose16(__m512* r) {
 // The base sums of nchw_stats_of_x for 16 maps m[16 * P] of P <= 64 values at once (the map's
 // sum at out[0..16), with `edges` its edge sums e[j] at out[(1 + j) * ld ..]), bitwise those of
 // sum_row and edge_sums map by map. Short rows waste most of a reduction tree each; here the
-// maps' pixels are gathered into vectors, a lane per map, and the sums are vertical additions.
+// maps' pixels are transposed into vectors, a lane per map, and the sums are vertical additions.
 constexpr int64_t kLanesMaxP = 64;
 void base_sums_16(const float* m, const Shape& s, bool edges, float* out, int64_t ld) {
   __m512 v[kLanesMaxP];
