@@ -43,17 +43,28 @@ from actionlib.models import to_channels_last
 from actionlib.ops import _kernel
 
 SOURCE = "actionlib/ops/action_cpu.cpp"
+NODE = "// The module's training call as one autograd node"  # where the C++ autograd node begins
 
 
-def kernel_at(rev: str):
-    """The kernel module built from ``SOURCE`` as committed at ``rev``."""
+def source_at(rev: str) -> str:
+    """``SOURCE`` as committed at ``rev``. Revisions older than the C++ autograd node
+    (``action_train``, which this tree's wrapper calls in training) get this tree's node appended:
+    it calls their ``action_forward`` / ``action_backward``, whose interface it shares."""
     root = Path(__file__).resolve().parent.parent
     try:
         src = subprocess.run(["git", "show", f"{rev}:{SOURCE}"], cwd=root, capture_output=True, text=True, check=True).stdout
     except subprocess.CalledProcessError as err:
         sys.exit(f"kernel_ab: cannot read {SOURCE} at {rev!r}: {err.stderr.strip()}")
-    names = [f for f in ("action_forward", "action_forward_nhwc", "action_backward") if f"{f}(" in src]
-    mod = _cpp.load_extension("action_module_ab", src, tuple(names))
+    if "action_train(" not in src:
+        tree = (root / SOURCE).read_text()
+        src += "\n" + tree[tree.index(NODE) :]
+    return src
+
+
+def kernel_at(rev: str, name: str = "action_module_ab"):
+    """The kernel module built from ``SOURCE`` as committed at ``rev`` (:func:`source_at`)."""
+    src = source_at(rev)
+    mod = _cpp.load_extension(name, src, tuple(f for f in _kernel._FUNCTIONS if f"{f}(" in src))
     if mod is None:
         sys.exit(f"kernel_ab: the kernel at {rev} did not build (see the warning above)")
     return mod

@@ -337,6 +337,34 @@ def test_training_call_follows_replaced_parameters(kernel, monkeypatch):
     assert rel_err(new.grad, twin.me_expand.weight.grad) < 1e-4
 
 
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_training_node_gives_only_the_gradients_asked_for(kernel, layout):
+    """The kernel's autograd node (made in C++, ``action_train``): frozen parameters and an input
+    that needs no gradient get none, the others the same numbers as with everything trainable;
+    differentiating its backward again (``create_graph=True``) is refused with a message."""
+    torch.manual_seed(0)
+    m = randomised(32, 4, PATHS).train()
+    x = torch.randn(8, 32, 5, 5)
+    if layout == "nhwc":
+        x = x.contiguous(memory_format=torch.channels_last)
+    state = copy.deepcopy(m.state_dict())
+    xr = x.clone().requires_grad_(True)
+    assert "ActionNode" in m(xr).grad_fn.name()
+    m(xr).sum().backward()
+    full = {n: p.grad.clone() for n, p in m.named_parameters()}
+    m.zero_grad(set_to_none=True)
+    m.load_state_dict(state)  # the step moved BatchNorm's running statistics
+    frozen = {"shift.weight", "ce_temporal.weight", "me_bn.bias"}
+    for n, p in m.named_parameters():
+        p.requires_grad_(n not in frozen)
+    m(x).sum().backward()
+    for n, p in m.named_parameters():
+        assert (p.grad is None) if n in frozen else torch.equal(p.grad, full[n]), n
+    out = m(xr)
+    with pytest.raises(RuntimeError, match="differentiable once"):
+        torch.autograd.grad(out.sum(), xr, create_graph=True)
+
+
 def test_model_training_step_same_on_both_paths(kernel, monkeypatch):
     """A whole ACTION-ResNet-18 step: loss and every gradient agree between the paths."""
     torch.manual_seed(0)

@@ -18,8 +18,11 @@ running statistics, in training and evaluation, in both layouts).
 
 Used by ``ActionModule.forward`` when :func:`usable` says so: float32 on the CPU, the extension
 built (``actionlib._cpp``; ``ACTIONLIB_NO_CPP=1`` turns it off), no ``TorchDispatchMode`` active
-(FLOP counters see the PyTorch path's operators), not inside ``torch.compile`` (which traces the
-PyTorch path) and no double backward.
+(FLOP counters see the PyTorch path's operators) and not inside ``torch.compile`` (which traces the
+PyTorch path). Where autograd records the call, it is one node made in C++ (``action_train``,
+backward ``action_backward``): a Python ``autograd.Function`` around the kernel cost ~1% of
+ACTION-ResNet-50's train step (benchmarks/RESULTS.md). That node is differentiable once: its
+backward refuses ``create_graph=True`` (the PyTorch path, ``ACTIONLIB_NO_CPP=1``, allows it).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode
 from .. import _cpp
 from . import _fused
 
-_FUNCTIONS = ("action_forward", "action_forward_nhwc", "action_backward", "clear_buffer_cache")
+_FUNCTIONS = ("action_forward", "action_forward_nhwc", "action_backward", "action_train", "clear_buffer_cache")
 
 
 @functools.cache
@@ -178,43 +181,6 @@ def _weights(module) -> tuple[torch.Tensor, ...]:
     return tuple(weights)
 
 
-def _forward(x, weights, cfg, kept: bool) -> list[torch.Tensor]:
-    """The kernel's forward: ``[out, saved tensors...]``; ``out`` has ``x``'s memory format.
-    ``kept``: autograd keeps ``out`` for the backward pass (it then comes from the block cache)."""
-    mod, t, flags, rm, rv, batch_stats, factor, eps = cfg
-    k, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, me_dw, me_ex = weights
-    forward = mod.action_forward_nhwc if _fused.is_nhwc(x) else mod.action_forward  # both: NCHW
-    return forward(
-        x, k, t, *flags, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, rm, rv, batch_stats, factor, eps, me_dw, me_ex,
-        kept,
-    )
-
-
-class _ActionFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, *args):
-        *weights, cfg = args
-        out, *saved = _forward(x, weights, cfg, kept=True)
-        mod, t, flags, *_, batch_stats, _, _ = cfg
-        ctx.cfg = (mod, t, flags, batch_stats)
-        ctx.save_for_backward(x, *weights, *saved)
-        return out
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, g):
-        mod, t, flags, batch_stats = ctx.cfg
-        x, k, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, me_dw, me_ex, *saved = ctx.saved_tensors
-        grads = mod.action_backward(  # in x's layout (g converted to it), dx in it too
-            g, x, k, t, *flags, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, batch_stats, me_dw, me_ex, *saved
-        )
-        params = (k, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, me_dw, me_ex)
-        out = [grads[0] if ctx.needs_input_grad[0] else None]
-        for i, (grad, p) in enumerate(zip(grads[1:], params), start=1):
-            out.append(grad.view_as(p) if ctx.needs_input_grad[i] and p.numel() else None)
-        return (*out, None)
-
-
 def infer(module, x: torch.Tensor) -> torch.Tensor | None:
     """``module(x)`` in inference through the compiled kernel, with the arguments its plan keeps
     (:func:`_kept`); ``None`` where this does not apply (grad mode on, ME's BatchNorm in training
@@ -242,7 +208,7 @@ def action(module, x: torch.Tensor) -> torch.Tensor | None:
     plan = _kept(module) if mod is not None else None
     if plan is None:
         return None
-    weights, flags, bn = plan.weights, plan.flags, plan.bn
+    flags, bn = plan.flags, plan.bn
     rm = rv = None
     batch_stats, factor, eps = True, 0.0, 1e-5
     if bn is not None:
@@ -253,8 +219,11 @@ def action(module, x: torch.Tensor) -> torch.Tensor | None:
             rm, rv = bn.running_mean, bn.running_var
     if rm is None:
         rm = rv = x.new_empty(0)
-    cfg = (mod, module.num_segments, flags, rm, rv, batch_stats, factor, eps)
-    if torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights)):
-        return _ActionFunction.apply(x, *weights, cfg)
+    k, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, me_dw, me_ex = plan.weights
+    args = (k, module.num_segments, *flags, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, rm, rv, batch_stats,
+            factor, eps, me_dw, me_ex)  # fmt: skip
+    if torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in plan.weights)):
+        return mod.action_train(x, *args)  # one autograd node, made in C++ (its backward: action_backward)
+    forward = mod.action_forward_nhwc if _fused.is_nhwc(x) else mod.action_forward  # both: NCHW
     with torch.no_grad():  # inference: nothing saved
-        return _forward(x, weights, cfg, kept=False)[0]
+        return forward(x, *args, False)[0]
