@@ -649,8 +649,8 @@ Gates forward_gates(const Shape& s, const Stats& st, bool ste, bool ce, bool me,
       });
     } else {  // running statistics; region sums of W xs = W (region sums of xs)
       for (int64_t i = 0; i < r; ++i) {
-        mup[i] = bn_rm.data_ptr<float>()[i];
-        isp[i] = float(1.0 / std::sqrt(double(bn_rv.data_ptr<float>()[i]) + eps));
+        mup[i] = fp(bn_rm)[i];
+        isp[i] = float(1.0 / std::sqrt(double(fp(bn_rv)[i]) + eps));
       }
       Tensor prod = at::empty({r, s.nt * 9}, opt);  // one product: W (r, C) @ rsx (C, NT*9)
       matmul({fp(me_sq), 0, s.c, 1}, {rsxp, 0, s.nt * 9, 1}, fp(prod), s.nt * 9, r, s.c, s.nt * 9);
@@ -962,6 +962,25 @@ void base_sums_16(const float* m, const Shape& s, bool edges, float* out, int64_
   for (int j = 0; j < 8; ++j) _mm512_storeu_ps(out + (1 + j) * ld, e[j]);
 }
 #endif
+
+// dst (cols x rows) = src (rows x cols)^T, both row-major: 16 x 16 blocks transposed in registers
+// where there are 16 rows (ME's d sq, (r, P) per frame, read back as (P, r)).
+void transpose_matrix(const float* src, int64_t rows, int64_t cols, float* dst) {
+  int64_t i0 = 0;
+#if defined(__AVX512F__)
+  for (; i0 + 16 <= rows; i0 += 16)
+    for (int64_t j0 = 0; j0 < cols; j0 += 16) {
+      const int64_t nj = std::min<int64_t>(16, cols - j0);
+      const __mmask16 k = nj == 16 ? __mmask16(0xFFFF) : __mmask16((1u << nj) - 1u);
+      __m512 r[16];
+      for (int l = 0; l < 16; ++l) r[l] = _mm512_maskz_loadu_ps(k, src + (i0 + l) * cols + j0);
+      transpose16(r);
+      for (int64_t j = 0; j < nj; ++j) _mm512_storeu_ps(dst + (j0 + j) * rows + i0, r[j]);
+    }
+#endif
+  for (int64_t j = 0; j < cols; ++j)
+    for (int64_t i = i0; i < rows; ++i) dst[j * rows + i] = src[i * cols + j];
+}
 
 // stats_from_sums_of_x for NCHW x: per frame, D (3, P) = [k0; k1; k2] (3, C) @ x[f] (C, P) as one
 // product, and the base sums of each row.
@@ -1405,9 +1424,10 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
     gw_dw = at::empty({r, 9}, opt);
     g_bnw = at::empty({r}, opt);
     g_bnb = at::empty({r}, opt);
+    float *gbw = fp(g_bnw), *gbb = fp(g_bnb);
     for (int64_t i = 0; i < r; ++i) {
-      g_bnw.data_ptr<float>()[i] = float(dgamma[i]);
-      g_bnb.data_ptr<float>()[i] = float(dbeta[i]);
+      gbw[i] = float(dgamma[i]);
+      gbb[i] = float(dbeta[i]);
     }
     // d sq = gamma * invstd * (df - mean df - xhat * mean(df * xhat)); eval: gamma * invstd * df
     Tensor dsq = at::empty({s.nt, r, s.h, s.w}, opt);  // (sq itself is not kept in evaluation)
@@ -1454,10 +1474,11 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
             for (int64_t xx = 1; xx < s.w - 1; ++xx) dst[xx] = coef * d_inner;
             if (s.w > 1) dst[s.w - 1] = coef * d_last;
           }
-          float* dt = dsqtp + ((q / r) * s.p + y * s.w) * r + i;
-          for (int64_t xx = 0; xx < s.w; ++xx) dt[xx * r] = dst[xx];
         }
       }
+    });
+    at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
+      for (int64_t f = b; f < e; ++f) transpose_matrix(dsqp + f * r * s.p, r, s.p, dsqtp + f * s.p * r);
     });
     // d W^T (C, r) = sum_f xs[f] (C, P) @ dsq[f]^T (P, r): rows of C in parallel, frames summed
     // inside each tile
@@ -1484,8 +1505,8 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
     }
     dsq_kept = dsq;
     dsqt_kept = dsqt;
-    for (int64_t i = 0; i < r; ++i)
-      for (int ab = 0; ab < 9; ++ab) gw_dw.data_ptr<float>()[i * 9 + ab] = float(ddw[i * 9 + ab]);
+    float* gdw = fp(gw_dw);
+    for (int64_t i = 0; i < r * 9; ++i) gdw[i] = float(ddw[i]);
   }
   // B2+B3 in one pass: G = g * (gate_c + gate_s) + d cm / C + d sm / P [+ E], then
   // dx[t] = k0 G[t+1] + k1 G[t] + k2 G[t-1] written into `big`, dk[j] = sum G[t] * x[t + j - 1].
