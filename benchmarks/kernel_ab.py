@@ -13,7 +13,11 @@ C++ may differ: the Python wrapper is this tree's. With ``--rev`` at the tree's 
 "tree / rev" figure shows the noise left.
 
     python benchmarks/kernel_ab.py [--rev HEAD] [--repeats 11] [--threads 2] [--modes train,infer]
-                                   [--channels-last] [--keep-heap]
+                                   [--channels-last] [--keep-heap] [--wrapper]
+
+With ``--wrapper`` the revision's Python wrapper (``actionlib/ops/_kernel.py`` at ``--rev``) drives
+its kernel, so that a change to the wrapper (or to how the kernel is called) is in the comparison
+too; each wrapper keeps its own plan on the modules (``_kernel_plan``), swapped between turns.
 
 With ``--channels-last`` both models run NHWC (``actionlib.models.to_channels_last``); the
 revision's kernel must have the NHWC passes then (a79b469 or later).
@@ -33,6 +37,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 import torch
 from torch import nn
@@ -41,22 +46,29 @@ import actionlib
 from actionlib import _cpp, _heap
 from actionlib.models import to_channels_last
 from actionlib.ops import _kernel
+from actionlib.ops import action as action_ops
 
 SOURCE = "actionlib/ops/action_cpu.cpp"
+WRAPPER = "actionlib/ops/_kernel.py"
+ROOT = Path(__file__).resolve().parent.parent
 NODE = "// The module's training call as one autograd node"  # where the C++ autograd node begins
+
+
+def file_at(rev: str, path: str) -> str:
+    """The file ``path`` of this repository as committed at ``rev``."""
+    try:
+        return subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    except subprocess.CalledProcessError as err:
+        sys.exit(f"kernel_ab: cannot read {path} at {rev!r}: {err.stderr.strip()}")
 
 
 def source_at(rev: str) -> str:
     """``SOURCE`` as committed at ``rev``. Revisions older than the C++ autograd node
     (``action_train``, which this tree's wrapper calls in training) get this tree's node appended:
     it calls their ``action_forward`` / ``action_backward``, whose interface it shares."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        src = subprocess.run(["git", "show", f"{rev}:{SOURCE}"], cwd=root, capture_output=True, text=True, check=True).stdout
-    except subprocess.CalledProcessError as err:
-        sys.exit(f"kernel_ab: cannot read {SOURCE} at {rev!r}: {err.stderr.strip()}")
+    src = file_at(rev, SOURCE)
     if "action_train(" not in src:
-        tree = (root / SOURCE).read_text()
+        tree = (ROOT / SOURCE).read_text()
         src += "\n" + tree[tree.index(NODE) :]
     return src
 
@@ -67,6 +79,17 @@ def kernel_at(rev: str, name: str = "action_module_ab"):
     mod = _cpp.load_extension(name, src, tuple(f for f in _kernel._FUNCTIONS if f"{f}(" in src))
     if mod is None:
         sys.exit(f"kernel_ab: the kernel at {rev} did not build (see the warning above)")
+    return mod
+
+
+def wrapper_at(rev: str, kern: ModuleType) -> ModuleType:
+    """``WRAPPER`` as committed at ``rev``, loaded as a module of this tree's package (its relative
+    imports resolve here), its ``kernels()`` returning ``kern``."""
+    src = file_at(rev, WRAPPER)
+    mod = ModuleType("actionlib.ops._kernel_at_rev")
+    mod.__package__ = "actionlib.ops"
+    exec(compile(src, f"{rev}:{WRAPPER}", "exec"), mod.__dict__)
+    mod.kernels = lambda: kern
     return mod
 
 
@@ -94,6 +117,7 @@ def main() -> None:
     p.add_argument("--size", type=int, default=112)
     p.add_argument("--channels-last", action="store_true", help="both models NHWC (to_channels_last)")
     p.add_argument("--keep-heap", action="store_true", help="glibc keeps freed memory: no page faults per step")
+    p.add_argument("--wrapper", action="store_true", help="the revision's Python wrapper drives its kernel")
     args = p.parse_args()
     modes = [m for m in args.modes.split(",") if m]
     if not modes or any(m not in ("train", "infer") for m in modes):
@@ -118,6 +142,9 @@ def main() -> None:
         to_channels_last(action)
     times: dict[tuple[str, str], list[float]] = {}
     loader = _kernel.kernels
+    wrappers = {"rev": wrapper_at(args.rev, kernels["rev"]) if args.wrapper else _kernel, "tree": _kernel}
+    modules = [m for m in action.modules() if isinstance(m, action_ops.ActionModule)]
+    plans: dict[str, list] = {"rev": [None] * len(modules), "tree": [None] * len(modules)}
     try:
         for i in range(2 + args.repeats):
             for mode in modes:
@@ -126,16 +153,25 @@ def main() -> None:
                 runs = [("tsn", tsn, None), *(pair if i % 2 else pair[::-1])]
                 for name, model, kern in runs:
                     _kernel.kernels = (lambda k=kern: k) if kern is not None else loader
+                    if kern is not None:  # this side's wrapper, and the plans it made on the modules
+                        action_ops._kernel = wrappers[name]
+                        for m, plan in zip(modules, plans[name]):
+                            m.__dict__["_kernel_plan"] = plan
                     elapsed = step(model, x, y, mode)
+                    if kern is not None:
+                        plans[name] = [m.__dict__.get("_kernel_plan") for m in modules]
                     if i >= 2:
                         times.setdefault((name, mode), []).append(elapsed)
     except TypeError as err:  # the wrapper passes this tree's arguments to the revision's kernel
-        sys.exit(f"kernel_ab: the kernel's interface differs between {args.rev} and this tree ({err})")
+        sys.exit(f"kernel_ab: the kernel's interface differs between {args.rev} and this tree ({err}); "
+                 "--wrapper runs the revision's own wrapper")  # fmt: skip
     finally:
         _kernel.kernels = loader
+        action_ops._kernel = _kernel
 
     layout = "channels_last" if args.channels_last else "NCHW"
     heap = ", heap kept (--keep-heap)" if args.keep_heap else ""
+    heap += f", {args.rev}'s wrapper on its side (--wrapper)" if args.wrapper else ""
     print(f"ResNet-50 ({layout}), {args.clips} clips x {args.frames} frames x {args.size}x{args.size}, "
           f"{args.threads} threads, medians of {args.repeats} rounds{heap}")  # fmt: skip
     for mode in modes:
