@@ -9,7 +9,8 @@ and each ACTION/TSN ratio.
 This is the A/B behind kernel changes. Whole-run ratios on this 2-core VM move by ~0.03 from run
 to run, so a single ``module_speed.py`` run cannot resolve a change of a few percent. Here both
 kernels see the same machine state, and they take turns at going first within a round. Only the
-C++ may differ: the Python wrapper is this tree's. With ``--rev`` at the tree's own kernel, the
+C++ differs: the Python wrapper is this tree's (unless ``--wrapper``, below; a revision before
+the C++ autograd node, b6d9a74, gets this tree's node appended to its source). With ``--rev`` at the tree's own kernel, the
 "tree / rev" figure shows the noise left.
 
     python benchmarks/kernel_ab.py [--rev HEAD] [--repeats 11] [--threads 2] [--modes train,infer]
