@@ -349,8 +349,9 @@ def test_training_node_gives_only_the_gradients_asked_for(kernel, layout):
         x = x.contiguous(memory_format=torch.channels_last)
     state = copy.deepcopy(m.state_dict())
     xr = x.clone().requires_grad_(True)
-    assert "ActionNode" in m(xr).grad_fn.name()
-    m(xr).sum().backward()
+    out = m(xr)
+    assert "ActionNode" in out.grad_fn.name()
+    out.sum().backward()
     full = {n: p.grad.clone() for n, p in m.named_parameters()}
     m.zero_grad(set_to_none=True)
     m.load_state_dict(state)  # the step moved BatchNorm's running statistics

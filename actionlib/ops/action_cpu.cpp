@@ -648,9 +648,10 @@ Gates forward_gates(const Shape& s, const Stats& st, bool ste, bool ce, bool me,
         for (int64_t q = b; q < e; ++q) region_sums(sqp + q * s.p, s, vp + q * 9);
       });
     } else {  // running statistics; region sums of W xs = W (region sums of xs)
+      const float *rmp = fp(bn_rm), *rvp = fp(bn_rv);
       for (int64_t i = 0; i < r; ++i) {
-        mup[i] = fp(bn_rm)[i];
-        isp[i] = float(1.0 / std::sqrt(double(fp(bn_rv)[i]) + eps));
+        mup[i] = rmp[i];
+        isp[i] = float(1.0 / std::sqrt(double(rvp[i]) + eps));
       }
       Tensor prod = at::empty({r, s.nt * 9}, opt);  // one product: W (r, C) @ rsx (C, NT*9)
       matmul({fp(me_sq), 0, s.c, 1}, {rsxp, 0, s.nt * 9, 1}, fp(prod), s.nt * 9, r, s.c, s.nt * 9);
