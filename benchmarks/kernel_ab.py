@@ -9,9 +9,9 @@ and each ACTION/TSN ratio.
 This is the A/B behind kernel changes. Whole-run ratios on this 2-core VM move by ~0.03 from run
 to run, so a single ``module_speed.py`` run cannot resolve a change of a few percent. Here both
 kernels see the same machine state, and they take turns at going first within a round. Only the
-C++ differs: the Python wrapper is this tree's (unless ``--wrapper``, below; a revision before
-the C++ autograd node, b6d9a74, gets this tree's node appended to its source). With ``--rev`` at the tree's own kernel, the
-"tree / rev" figure shows the noise left.
+C++ differs: the Python wrapper is this tree's (unless ``--wrapper``, below; a revision before the
+C++ autograd node, b6d9a74, gets this tree's node appended to its source). With ``--rev`` at the
+tree's own kernel, the "tree / rev" figure shows the noise left.
 
     python benchmarks/kernel_ab.py [--rev HEAD] [--repeats 11] [--threads 2] [--modes train,infer]
                                    [--channels-last] [--keep-heap] [--wrapper]
@@ -171,10 +171,10 @@ def main() -> None:
         action_ops._kernel = _kernel
 
     layout = "channels_last" if args.channels_last else "NCHW"
-    heap = ", heap kept (--keep-heap)" if args.keep_heap else ""
-    heap += f", {args.rev}'s wrapper on its side (--wrapper)" if args.wrapper else ""
+    notes = ", heap kept (--keep-heap)" if args.keep_heap else ""
+    notes += f", {args.rev}'s wrapper on its side (--wrapper)" if args.wrapper else ""
     print(f"ResNet-50 ({layout}), {args.clips} clips x {args.frames} frames x {args.size}x{args.size}, "
-          f"{args.threads} threads, medians of {args.repeats} rounds{heap}")  # fmt: skip
+          f"{args.threads} threads, medians of {args.repeats} rounds{notes}")  # fmt: skip
     for mode in modes:
         med = {name: statistics.median(times[name, mode]) * 1e3 for name in ("tsn", "rev", "tree")}
         print(f"{mode:<6} TSN {med['tsn']:7.1f} ms | ACTION at {args.rev}: {med['rev']:7.1f} ms "
