@@ -221,6 +221,32 @@ def test_evaluation_shortcut_on_offset_data(kernel, monkeypatch, hw, layout):
     assert_inference_agrees(module, ref_module, x, monkeypatch)
 
 
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_saturated_gates(kernel, monkeypatch, training, layout):
+    """CE's and ME's expand weights scaled up so that gate pre-activations reach several hundred
+    (~20% of CE's beyond +-89 in training), where exp(-a) is subnormal or overflows: the kernel's
+    sigmoid bounds exp's argument there (an untrained ResNet-50's deep gates are mostly such).
+    Outputs and gradients as on the PyTorch path, all finite, and the gates really saturated."""
+    t, c = 4, 48
+    ref_module = randomised(c, t, PATHS).train(training)
+    with torch.no_grad():
+        for conv in (ref_module.ce_expand, ref_module.me_expand):
+            conv.weight.mul_(100.0)
+    module = copy.deepcopy(ref_module)
+    x = torch.randn(2 * t, c, 6, 5) * 3.0
+    if layout == "nhwc":
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        gates = ref_module.ce_gate(ref_module.shift(x).mean(dim=(2, 3), keepdim=True))
+    assert (gates == 0).float().mean() > 0.2 and (gates == 1).float().mean() > 0.2
+    assert_paths_agree(module, ref_module, x, torch.randn_like(x), monkeypatch)
+    out = run(module, x, torch.randn_like(x), True, monkeypatch)
+    assert all(torch.isfinite(v).all() for v in (out[0], out[1], *out[2].values()))
+    if not training:
+        assert_inference_agrees(module, ref_module, x, monkeypatch)
+
+
 def test_pytorch_path_where_the_kernel_does_not_apply(kernel, monkeypatch):
     m = ActionModule(16, 2)
     x = torch.randn(4, 16, 3, 3)
@@ -281,7 +307,7 @@ def test_inference_call_follows_the_module(kernel, monkeypatch):
         m.me_bn.eps = 0.1
         assert torch.equal(m(x), general(m, x))
         twin = copy.deepcopy(m)  # its kept arguments are its own parameters'
-        twin.ste_conv.weight.mul_(2.0)
+        twin.ste_conv.weight.mul_(100.0)
         assert torch.equal(twin(x), general(twin, x)) and torch.equal(m(x), general(m, x))
         assert not torch.equal(twin(x), m(x))
         m.double()  # float64: the PyTorch path

@@ -44,11 +44,22 @@
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
+// SLEEF's exp of 16 floats (max. error 1 ulp), which ATen's AVX-512 kernels use; libtorch_cpu
+// exports it.
+extern "C" __m512 Sleef_expf16_u10(__m512);
 #endif
 
 using at::Tensor;
 
 namespace {
+
+// A float tensor of `sizes` filled with `value`, by a plain loop: at::full and at::zeros cost
+// 10-40 us per call inside the model (dispatch, TensorIterator, all of it cold after a convolution).
+Tensor filled(at::IntArrayRef sizes, float value, const at::TensorOptions& opt) {
+  Tensor t = at::empty(sizes, opt);
+  std::fill_n(t.data_ptr<float>(), t.numel(), value);
+  return t;
+}
 
 struct Shape {
   int64_t nt, n, t, c, h, w, p;
@@ -246,7 +257,7 @@ void conv333_backward(const float* in, const float* wt, const float* dout, float
 // [i*3 + j, f] = z[f + j - 1, i] (zero outside the clip).
 Tensor windows_t(const Tensor& z, const Shape& s) {
   const int64_t r = z.size(1);
-  Tensor out = at::zeros({r * 3, s.nt}, z.options());
+  Tensor out = filled({r * 3, s.nt}, 0.f, z.options());
   const float* zp = z.data_ptr<float>();
   float* o = out.data_ptr<float>();
   for (int64_t f = 0; f < s.nt; ++f)
@@ -261,7 +272,7 @@ Tensor windows_t(const Tensor& z, const Shape& s) {
 
 // Adjoint of the windows: dz[f + j - 1, i] += dwin[f, i*3 + j].
 Tensor fold_windows(const Tensor& dwin, const Shape& s, int64_t r) {
-  Tensor out = at::zeros({s.nt, r}, dwin.options());
+  Tensor out = filled({s.nt, r}, 0.f, dwin.options());
   const float* d = dwin.data_ptr<float>();
   float* o = out.data_ptr<float>();
   for (int64_t f = 0; f < s.nt; ++f)
@@ -454,6 +465,34 @@ void matmul(View a, View b, float* c, int64_t ldc, int64_t m, int64_t k, int64_t
 
 inline float* fp(const Tensor& t) { return t.data_ptr<float>(); }
 
+// y = sigmoid(y) in place. With AVX-512, the numbers of ATen's AVX-512 kernel (torch.sigmoid_):
+// the same chunks per thread (grain 32768, at::parallel_for), in each chunk pairs of vectors
+// 1 / (1 + exp(0 - a)) by SLEEF's exp, the rest of the chunk by std::exp. But exp's argument is
+// kept in [-20, 89], which changes no result: for a > 17, 1 + exp(-a) rounds to 1 either way, and
+// for a < -88.8 exp(-a) is inf either way. Outside that range SLEEF works with subnormal floats
+// (exp(-a) for a > 87; 2^q built from an overflowed exponent for a < -100 or so), each a slow
+// microcode assist. The gates at layers 3-4 saturate often enough (in an untrained ResNet-50, most
+// pre-activations lie beyond +-87) that ATen's sigmoid took ~1 ms per inference step there.
+void sigmoid_inplace(Tensor& y) {
+#if defined(__AVX512F__)
+  float* a = y.data_ptr<float>();
+  at::parallel_for(0, y.numel(), 32768, [&](int64_t b, int64_t e) {
+    const __m512 one = _mm512_set1_ps(1.f), zero = _mm512_setzero_ps(), lo = _mm512_set1_ps(-20.f),
+                 hi = _mm512_set1_ps(89.f);
+    int64_t i = b;
+    for (; i + 32 <= e; i += 32)
+      for (int64_t j = i; j < i + 32; j += 16) {  // max / min (bound, NaN) is NaN: NaN stays NaN
+        const __m512 u = _mm512_min_ps(hi, _mm512_max_ps(lo, _mm512_sub_ps(zero, _mm512_loadu_ps(a + j))));
+        const __m512 v = Sleef_expf16_u10(u);
+        _mm512_storeu_ps(a + j, _mm512_div_ps(one, _mm512_add_ps(v, one)));
+      }
+    for (; i < e; ++i) a[i] = 1.f / (1.f + std::exp(-a[i]));
+  });
+#else
+  y.sigmoid_();
+#endif
+}
+
 // d (pre-activation) of y = sigmoid(pre), from d y: dy * y * (1 - y)
 Tensor sigmoid_grad(const Tensor& dy, const Tensor& y) {
   Tensor out = at::empty_like(y);
@@ -559,7 +598,7 @@ Stats stats_buffers(const Tensor& x, const Shape& s, bool ste, bool ce, bool me,
   const auto opt = x.options();
   const bool squeeze = me && batch_stats;
   return {BufferCache::get().empty(x.sizes(), opt, channels_last, cache_out),
-          ste ? at::zeros({s.nt, s.p}, opt) : at::empty({0}, opt),
+          ste ? filled({s.nt, s.p}, 0.f, opt) : at::empty({0}, opt),
           ce ? at::empty({s.c, s.nt}, opt) : at::empty({0}, opt),  // transposed: (C, NT)
           me && !squeeze ? at::empty({s.c, s.nt * 9}, opt) : at::empty({0}, opt),  // [c, f*9 + ab]
           squeeze ? at::empty({s.nt, me_sq.size(0), s.h, s.w}, opt) : at::empty({0}, opt),
@@ -585,14 +624,14 @@ Gates forward_gates(const Shape& s, const Stats& st, bool ste, bool ce, bool me,
   const float* rsxp = ptr_or_null(st.rsx);
   const float* sqw = ptr_or_null(st.sq);
   const double npaths = double(ste) + double(ce) + double(me);
-  Tensor gate_c = at::full({s.nt, s.c}, npaths, opt);
+  Tensor gate_c = filled({s.nt, s.c}, float(npaths), opt);
   Tensor empty = at::empty({0}, opt);
   Tensor g1 = empty, z1 = empty, z2 = empty, g2 = empty, mu = empty, invstd = empty, vsq = empty,
          d = empty, g3 = empty;
   if (ste) {
     g1 = at::empty({s.nt, s.p}, opt);
     conv333(cmp, ste_w.data_ptr<float>(), g1.data_ptr<float>(), s);
-    g1.sigmoid_();
+    sigmoid_inplace(g1);
   }
   if (ce) {
     const int64_t r = ce_sq.size(0);
@@ -609,7 +648,7 @@ Gates forward_gates(const Shape& s, const Stats& st, bool ste, bool ce, bool me,
       for (int64_t i = 0; i < r; ++i) atp[i * s.nt + f] = std::max(z2p[f * r + i], 0.f);
     g2 = at::empty({s.nt, s.c}, opt);  // W_ex (C, r) @ relu(z2)^T (r, NT)
     matmul({fp(ce_ex), 0, r, 1}, {fp(a_t), 0, s.nt, 1}, fp(g2), -s.c, s.c, r, s.nt);
-    g2.sigmoid_();
+    sigmoid_inplace(g2);
     add_to(fp(gate_c), fp(g2), s.nt * s.c);
   }
   if (me) {
@@ -687,7 +726,7 @@ Gates forward_gates(const Shape& s, const Stats& st, bool ste, bool ce, bool me,
     }
     g3 = at::empty({s.nt, s.c}, opt);  // W_ex (C, r) @ d^T (r, NT), stored column-major
     matmul({fp(me_ex), 0, r, 1}, {dtp, 0, s.nt, 1}, fp(g3), -s.c, s.c, r, s.nt);
-    g3.sigmoid_();
+    sigmoid_inplace(g3);
     add_to(fp(gate_c), fp(g3), s.nt * s.c);
   }
   return {gate_c, g1, z1, z2, g2, mu, invstd, vsq, d, g3};
@@ -1308,15 +1347,15 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
   const float* kp = k.data_ptr<float>();
   const float* gp = g.data_ptr<float>();
   const double npaths = double(ste) + double(ce) + double(me);
-  Tensor gate_c = at::full({s.nt, s.c}, npaths, opt);
+  Tensor gate_c = filled({s.nt, s.c}, float(npaths), opt);
   if (ce) add_to(fp(gate_c), fp(g2), s.nt * s.c);
   if (me) add_to(fp(gate_c), fp(g3), s.nt * s.c);
   Tensor empty = at::empty({0}, opt);
   // dx is written into `big`, which first holds xs for ME's weight gradient
   Tensor big = BufferCache::get().empty(x.sizes(), opt, nhwc);
   Tensor xs = me ? big : empty;
-  Tensor d_gc = (ce || me) ? (nhwc ? at::zeros({s.nt, s.c}, opt) : at::empty({s.nt, s.c}, opt)) : empty;
-  Tensor d_gs = ste ? at::zeros({s.nt, s.p}, opt) : empty;
+  Tensor d_gc = (ce || me) ? (nhwc ? filled({s.nt, s.c}, 0.f, opt) : at::empty({s.nt, s.c}, opt)) : empty;
+  Tensor d_gs = ste ? filled({s.nt, s.p}, 0.f, opt) : empty;
   float* xsp = me ? xs.data_ptr<float>() : nullptr;
   float* dgc = (ce || me) ? d_gc.data_ptr<float>() : nullptr;
   float* dgs = ste ? d_gs.data_ptr<float>() : nullptr;
