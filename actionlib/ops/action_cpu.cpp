@@ -612,6 +612,15 @@ struct Gates {
   Tensor gate_c, g1, z1, z2, g2, mu, invstd, vsq, d, g3;
 };
 
+// gate_c (NT, C) = the number of paths + CE's gate g2 + ME's gate g3 (an empty one left out): the
+// forward pass forms it, and the backward pass again (it is not saved).
+Tensor channel_gate(const Shape& s, double npaths, const Tensor& g2, const Tensor& g3, const at::TensorOptions& opt) {
+  Tensor gate_c = filled({s.nt, s.c}, float(npaths), opt);
+  if (g2.numel()) add_to(fp(gate_c), fp(g2), s.nt * s.c);
+  if (g3.numel()) add_to(fp(gate_c), fp(g3), s.nt * s.c);
+  return gate_c;
+}
+
 // The gate networks on F1's statistics (both layouts): gate_c (NT, C) = the number of paths + CE's
 // and ME's sigmoid gates, g1 (NT, P) STE's sigmoid gate.
 Gates forward_gates(const Shape& s, const Stats& st, bool ste, bool ce, bool me, Tensor ste_w, Tensor ce_sq,
@@ -623,8 +632,6 @@ Gates forward_gates(const Shape& s, const Stats& st, bool ste, bool ce, bool me,
   const float* smp = ptr_or_null(st.sm);
   const float* rsxp = ptr_or_null(st.rsx);
   const float* sqw = ptr_or_null(st.sq);
-  const double npaths = double(ste) + double(ce) + double(me);
-  Tensor gate_c = filled({s.nt, s.c}, float(npaths), opt);
   Tensor empty = at::empty({0}, opt);
   Tensor g1 = empty, z1 = empty, z2 = empty, g2 = empty, mu = empty, invstd = empty, vsq = empty,
          d = empty, g3 = empty;
@@ -649,7 +656,6 @@ Gates forward_gates(const Shape& s, const Stats& st, bool ste, bool ce, bool me,
     g2 = at::empty({s.nt, s.c}, opt);  // W_ex (C, r) @ relu(z2)^T (r, NT)
     matmul({fp(ce_ex), 0, r, 1}, {fp(a_t), 0, s.nt, 1}, fp(g2), -s.c, s.c, r, s.nt);
     sigmoid_inplace(g2);
-    add_to(fp(gate_c), fp(g2), s.nt * s.c);
   }
   if (me) {
     const int64_t r = me_sq.size(0);
@@ -727,8 +733,8 @@ Gates forward_gates(const Shape& s, const Stats& st, bool ste, bool ce, bool me,
     g3 = at::empty({s.nt, s.c}, opt);  // W_ex (C, r) @ d^T (r, NT), stored column-major
     matmul({fp(me_ex), 0, r, 1}, {dtp, 0, s.nt, 1}, fp(g3), -s.c, s.c, r, s.nt);
     sigmoid_inplace(g3);
-    add_to(fp(gate_c), fp(g3), s.nt * s.c);
   }
+  Tensor gate_c = channel_gate(s, double(ste) + double(ce) + double(me), g2, g3, opt);
   return {gate_c, g1, z1, z2, g2, mu, invstd, vsq, d, g3};
 }
 
@@ -1346,11 +1352,8 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
   const float* xp = x.data_ptr<float>();
   const float* kp = k.data_ptr<float>();
   const float* gp = g.data_ptr<float>();
-  const double npaths = double(ste) + double(ce) + double(me);
-  Tensor gate_c = filled({s.nt, s.c}, float(npaths), opt);
-  if (ce) add_to(fp(gate_c), fp(g2), s.nt * s.c);
-  if (me) add_to(fp(gate_c), fp(g3), s.nt * s.c);
   Tensor empty = at::empty({0}, opt);
+  Tensor gate_c = channel_gate(s, double(ste) + double(ce) + double(me), ce ? g2 : empty, me ? g3 : empty, opt);
   // dx is written into `big`, which first holds xs for ME's weight gradient
   Tensor big = BufferCache::get().empty(x.sizes(), opt, nhwc);
   Tensor xs = me ? big : empty;
