@@ -10,11 +10,12 @@ This is the A/B behind kernel changes. Whole-run ratios on this 2-core VM move b
 to run, so a single ``module_speed.py`` run cannot resolve a change of a few percent. Here both
 kernels see the same machine state, and they take turns at going first within a round. Only the
 C++ differs: the Python wrapper is this tree's (unless ``--wrapper``, below; a revision before the
-C++ autograd node, b6d9a74, gets this tree's node appended to its source). With ``--rev`` at the
-tree's own kernel, the "tree / rev" figure shows the noise left.
+C++ autograd node, b6d9a74, gets that node appended to its source, as it was at ``NODE_REV``, and
+one before ``action_infer`` gets it in Python). With ``--rev`` at the tree's own kernel, the
+"tree / rev" figure shows the noise left.
 
     python benchmarks/kernel_ab.py [--rev HEAD] [--repeats 11] [--threads 2] [--modes train,infer]
-                                   [--channels-last] [--keep-heap] [--wrapper]
+                                   [--channels-last] [--keep-heap] [--wrapper] [--module-time]
 
 With ``--wrapper`` the revision's Python wrapper (``actionlib/ops/_kernel.py`` at ``--rev``) drives
 its kernel, so that a change to the wrapper (or to how the kernel is called) is in the comparison
@@ -33,6 +34,7 @@ are gone (RESULTS.md, 2026-11-25). Use it for inference A/Bs.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import subprocess
 import sys
@@ -53,6 +55,7 @@ SOURCE = "actionlib/ops/action_cpu.cpp"
 WRAPPER = "actionlib/ops/_kernel.py"
 ROOT = Path(__file__).resolve().parent.parent
 NODE = "// The module's training call as one autograd node"  # where the C++ autograd node begins
+NODE_REV = "de74b5f"  # the last revision whose node saves the forward's twelve small tensors one by one
 
 
 def file_at(rev: str, path: str) -> str:
@@ -65,12 +68,13 @@ def file_at(rev: str, path: str) -> str:
 
 def source_at(rev: str) -> str:
     """``SOURCE`` as committed at ``rev``. Revisions older than the C++ autograd node
-    (``action_train``, which this tree's wrapper calls in training) get this tree's node appended:
-    it calls their ``action_forward`` / ``action_backward``, whose interface it shares."""
+    (``action_train``, which this tree's wrapper calls in training) get the node appended as it
+    was at ``NODE_REV``: it calls their ``action_forward`` / ``action_backward``, whose interface
+    it shares (later revisions save one block of small tensors instead of twelve)."""
     src = file_at(rev, SOURCE)
     if "action_train(" not in src:
-        tree = (ROOT / SOURCE).read_text()
-        src += "\n" + tree[tree.index(NODE) :]
+        node = file_at(NODE_REV, SOURCE)
+        src += "\n" + node[node.index(NODE) :]
     return src
 
 
@@ -80,7 +84,16 @@ def kernel_at(rev: str, name: str = "action_module_ab"):
     mod = _cpp.load_extension(name, src, tuple(f for f in _kernel._FUNCTIONS if f"{f}(" in src))
     if mod is None:
         sys.exit(f"kernel_ab: the kernel at {rev} did not build (see the warning above)")
+    if not hasattr(mod, "action_infer"):  # before 2026-11-25's inference entry, which this tree's wrapper calls
+        mod.action_infer = functools.partial(_infer_by_forward, mod)
     return mod
+
+
+def _infer_by_forward(mod, x: torch.Tensor, *args):
+    """``action_infer`` for a kernel without it: its forward without the cache, output only (one
+    Python call more per module than the revision's own wrapper made: ``--wrapper`` avoids it)."""
+    forward = mod.action_forward if x.is_contiguous() else mod.action_forward_nhwc
+    return forward(x, *args, False)[0]
 
 
 def wrapper_at(rev: str, kern: ModuleType) -> ModuleType:
@@ -92,6 +105,18 @@ def wrapper_at(rev: str, kern: ModuleType) -> ModuleType:
     exec(compile(src, f"{rev}:{WRAPPER}", "exec"), mod.__dict__)
     mod.kernels = lambda: kern
     return mod
+
+
+def timed(forward, total: list[float]):
+    """``forward`` that adds its wall time to ``total[0]`` (``--module-time``)."""
+
+    def call(x):
+        t0 = time.perf_counter()
+        out = forward(x)
+        total[0] += time.perf_counter() - t0
+        return out
+
+    return call
 
 
 def step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mode: str) -> float:
@@ -119,6 +144,9 @@ def main() -> None:
     p.add_argument("--channels-last", action="store_true", help="both models NHWC (to_channels_last)")
     p.add_argument("--keep-heap", action="store_true", help="glibc keeps freed memory: no page faults per step")
     p.add_argument("--wrapper", action="store_true", help="the revision's Python wrapper drives its kernel")
+    p.add_argument("--module-time", action="store_true",
+                   help="also the time inside the ACTION modules' forward calls per step (training: the forward "
+                        "only); less noisy than whole steps for changes to the forward")  # fmt: skip
     args = p.parse_args()
     modes = [m for m in args.modes.split(",") if m]
     if not modes or any(m not in ("train", "infer") for m in modes):
@@ -146,6 +174,10 @@ def main() -> None:
     wrappers = {"rev": wrapper_at(args.rev, kernels["rev"]) if args.wrapper else _kernel, "tree": _kernel}
     modules = [m for m in action.modules() if isinstance(m, action_ops.ActionModule)]
     plans: dict[str, list] = {"rev": [None] * len(modules), "tree": [None] * len(modules)}
+    inside, module_times = [0.0], {}  # --module-time
+    if args.module_time:
+        for m in modules:
+            m.forward = timed(m.forward, inside)
     try:
         for i in range(2 + args.repeats):
             for mode in modes:
@@ -158,11 +190,13 @@ def main() -> None:
                         action_ops._kernel = wrappers[name]
                         for m, plan in zip(modules, plans[name]):
                             m.__dict__["_kernel_plan"] = plan
+                    inside[0] = 0.0
                     elapsed = step(model, x, y, mode)
                     if kern is not None:
                         plans[name] = [m.__dict__.get("_kernel_plan") for m in modules]
                     if i >= 2:
                         times.setdefault((name, mode), []).append(elapsed)
+                        module_times.setdefault((name, mode), []).append(inside[0])
     except TypeError as err:  # the wrapper passes this tree's arguments to the revision's kernel
         sys.exit(f"kernel_ab: the kernel's interface differs between {args.rev} and this tree ({err}); "
                  "--wrapper runs the revision's own wrapper")  # fmt: skip
@@ -180,6 +214,10 @@ def main() -> None:
         print(f"{mode:<6} TSN {med['tsn']:7.1f} ms | ACTION at {args.rev}: {med['rev']:7.1f} ms "
               f"(x{med['rev'] / med['tsn']:.3f}) | ACTION, this tree: {med['tree']:7.1f} ms "
               f"(x{med['tree'] / med['tsn']:.3f}) | tree / rev {med['tree'] / med['rev']:.3f}")  # fmt: skip
+        if args.module_time:
+            fwd = {name: statistics.median(module_times[name, mode]) * 1e3 for name in ("rev", "tree")}
+            print(f"{'':<6} inside the ACTION modules' forward calls: at {args.rev} {fwd['rev']:.2f} ms, "
+                  f"this tree {fwd['tree']:.2f} ms per step ({fwd['tree'] - fwd['rev']:+.2f} ms)")  # fmt: skip
 
 
 if __name__ == "__main__":

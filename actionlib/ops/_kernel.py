@@ -36,9 +36,10 @@ import torch
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from .. import _cpp
-from . import _fused
 
-_FUNCTIONS = ("action_forward", "action_forward_nhwc", "action_backward", "action_train", "clear_buffer_cache")
+_FUNCTIONS = (
+    "action_forward", "action_forward_nhwc", "action_infer", "action_backward", "action_train", "clear_buffer_cache"
+)  # fmt: skip
 
 
 @functools.cache
@@ -133,7 +134,7 @@ def _make_plan(module) -> _Plan | None:
     if bn is None or rm.numel():  # BatchNorm with running statistics, or none
         k, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, me_dw, me_ex = weights
         infer_args = (k, module.num_segments, *flags, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, rm, rv,
-                      False, 0.0, eps, me_dw, me_ex, False)  # fmt: skip
+                      False, 0.0, eps, me_dw, me_ex)  # fmt: skip
     owners = tuple((d, n, d.get(n)) for d, n in owners)
     return _Plan(weights, flags, owners, bn, eps, infer_args)
 
@@ -193,10 +194,8 @@ def infer(module, x: torch.Tensor) -> torch.Tensor | None:
         return None
     if x.shape[0] % module.num_segments:
         return None
-    if x.is_contiguous():
-        return mod.action_forward(x, *plan.infer_args)[0]
-    if x.is_contiguous(memory_format=torch.channels_last):
-        return mod.action_forward_nhwc(x, *plan.infer_args)[0]
+    if x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last):
+        return mod.action_infer(x, *plan.infer_args)  # the output alone: nothing else is allocated as a tensor
     return None
 
 
@@ -224,6 +223,5 @@ def action(module, x: torch.Tensor) -> torch.Tensor | None:
             factor, eps, me_dw, me_ex)  # fmt: skip
     if torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in plan.weights)):
         return mod.action_train(x, *args)  # one autograd node, made in C++ (its backward: action_backward)
-    forward = mod.action_forward_nhwc if _fused.is_nhwc(x) else mod.action_forward  # both: NCHW
-    with torch.no_grad():  # inference: nothing saved
-        return forward(x, *args, False)[0]
+    with torch.no_grad():  # inference: nothing saved (x is NCHW-contiguous or channels_last)
+        return mod.action_infer(x, *args)

@@ -10,7 +10,8 @@
 //             gate backward (small); ME: dW = sum_f dsq[f] xs[f]^T
 //             B23 G = g * (gate_c + gate_s) + d cm / C + d sm / P [+ E = W^T dsq, formed block
 //                 by block], and in the same pass dx = shift^T(G) and dk
-// Only x is kept for the backward pass (xs is recomputed), plus the small gate tensors.
+// Only x is kept for the backward pass (xs is recomputed), plus one block of small tensors (the
+// statistics and gates, Smalls); temporaries come from a per-call Scratch.
 // In training the two are one autograd node made here (ActionNode, action_train, at the end).
 // All matrix products, the squeeze's and the gate networks', run in gemm() below (register-tiled
 // AVX-512); dx, and the output where autograd keeps it, come from a cache of blocks (BufferCache).
@@ -32,6 +33,7 @@
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
+#include <c10/core/CPUAllocator.h>
 
 #include <algorithm>
 #include <cmath>
@@ -53,16 +55,41 @@ using at::Tensor;
 
 namespace {
 
-// A float tensor of `sizes` filled with `value`, by a plain loop: at::full and at::zeros cost
-// 10-40 us per call inside the model (dispatch, TensorIterator, all of it cold after a convolution).
-Tensor filled(at::IntArrayRef sizes, float value, const at::TensorOptions& opt) {
-  Tensor t = at::empty(sizes, opt);
-  std::fill_n(t.data_ptr<float>(), t.numel(), value);
-  return t;
-}
-
 struct Shape {
   int64_t nt, n, t, c, h, w, p;
+};
+
+// Memory for one call's temporaries (gate_c, CE's windows, ME's products, the backward's small
+// gradients, ...): slices of a block from the CPU allocator, freed with the call. Inside the model
+// an at::empty costs ~2.5-5 us (its code and the allocator's data cold after a convolution); the
+// kernel made 336 of them per inference step of ACTION-ResNet-50 and 720 per train step, now 16
+// (the outputs) and 192 (benchmarks/RESULTS.md). Slices are 64-byte aligned; a first block of
+// `first` bytes (callers size it to hold everything), then blocks that at least double.
+class Scratch {
+ public:
+  explicit Scratch(int64_t first) : next_size_(std::max<int64_t>(first, 4096)) {}
+  float* floats(int64_t n) { return static_cast<float*>(take(n * int64_t(sizeof(float)))); }
+  double* doubles(int64_t n) { return static_cast<double*>(take(n * int64_t(sizeof(double)))); }
+
+ private:
+  void* take(int64_t bytes) {
+    bytes = (bytes + 63) / 64 * 64;
+    if (bytes > left_) {
+      const int64_t size = std::max(bytes, next_size_);
+      blocks_.push_back(c10::GetCPUAllocator()->allocate(size));
+      next_ = static_cast<char*>(blocks_.back().get());
+      left_ = size;
+      next_size_ = 2 * size;
+    }
+    void* p = next_;
+    next_ += bytes;
+    left_ -= bytes;
+    return p;
+  }
+
+  std::vector<c10::DataPtr> blocks_;
+  char* next_ = nullptr;
+  int64_t left_ = 0, next_size_;
 };
 
 Shape shape_of(const Tensor& x, int64_t t) {
@@ -253,13 +280,10 @@ void conv333_backward(const float* in, const float* wt, const float* dout, float
   });
 }
 
-// CE's temporal conv as one matrix product, its windows transposed: (r*3, NT),
-// [i*3 + j, f] = z[f + j - 1, i] (zero outside the clip).
-Tensor windows_t(const Tensor& z, const Shape& s) {
-  const int64_t r = z.size(1);
-  Tensor out = filled({r * 3, s.nt}, 0.f, z.options());
-  const float* zp = z.data_ptr<float>();
-  float* o = out.data_ptr<float>();
+// CE's temporal conv as one matrix product, its windows transposed: o (r*3, NT),
+// [i*3 + j, f] = z[f + j - 1, i] (zero outside the clip), from z (NT, r).
+void windows_t(const float* zp, int64_t r, const Shape& s, float* o) {
+  std::fill_n(o, r * 3 * s.nt, 0.f);
   for (int64_t f = 0; f < s.nt; ++f)
     for (int64_t j = 0; j < 3; ++j) {
       const int64_t ts = f % s.t + j - 1;
@@ -267,14 +291,11 @@ Tensor windows_t(const Tensor& z, const Shape& s) {
       const float* src = zp + (f + j - 1) * r;
       for (int64_t i = 0; i < r; ++i) o[(i * 3 + j) * s.nt + f] = src[i];
     }
-  return out;
 }
 
-// Adjoint of the windows: dz[f + j - 1, i] += dwin[f, i*3 + j].
-Tensor fold_windows(const Tensor& dwin, const Shape& s, int64_t r) {
-  Tensor out = filled({s.nt, r}, 0.f, dwin.options());
-  const float* d = dwin.data_ptr<float>();
-  float* o = out.data_ptr<float>();
+// Adjoint of the windows: o = dz (NT, r), dz[f + j - 1, i] += dwin[f, i*3 + j].
+void fold_windows(const float* d, const Shape& s, int64_t r, float* o) {
+  std::fill_n(o, s.nt * r, 0.f);
   for (int64_t f = 0; f < s.nt; ++f)
     for (int64_t j = 0; j < 3; ++j) {
       const int64_t ts = f % s.t + j - 1;
@@ -282,7 +303,6 @@ Tensor fold_windows(const Tensor& dwin, const Shape& s, int64_t r) {
       float* dst = o + (f + j - 1) * r;
       for (int64_t i = 0; i < r; ++i) dst[i] += d[f * r * 3 + i * 3 + j];
     }
-  return out;
 }
 
 // Region sizes |R_a| * |C_b| of the nine taps.
@@ -473,10 +493,9 @@ inline float* fp(const Tensor& t) { return t.data_ptr<float>(); }
 // (exp(-a) for a > 87; 2^q built from an overflowed exponent for a < -100 or so), each a slow
 // microcode assist. The gates at layers 3-4 saturate often enough (in an untrained ResNet-50, most
 // pre-activations lie beyond +-87) that ATen's sigmoid took ~1 ms per inference step there.
-void sigmoid_inplace(Tensor& y) {
+void sigmoid_inplace(float* a, int64_t n) {
 #if defined(__AVX512F__)
-  float* a = y.data_ptr<float>();
-  at::parallel_for(0, y.numel(), 32768, [&](int64_t b, int64_t e) {
+  at::parallel_for(0, n, 32768, [&](int64_t b, int64_t e) {
     const __m512 one = _mm512_set1_ps(1.f), zero = _mm512_setzero_ps(), lo = _mm512_set1_ps(-20.f),
                  hi = _mm512_set1_ps(89.f);
     int64_t i = b;
@@ -489,19 +508,14 @@ void sigmoid_inplace(Tensor& y) {
     for (; i < e; ++i) a[i] = 1.f / (1.f + std::exp(-a[i]));
   });
 #else
-  y.sigmoid_();
+  at::from_blob(a, {n}, at::TensorOptions().dtype(at::kFloat)).sigmoid_();
 #endif
 }
 
-// d (pre-activation) of y = sigmoid(pre), from d y: dy * y * (1 - y)
-Tensor sigmoid_grad(const Tensor& dy, const Tensor& y) {
-  Tensor out = at::empty_like(y);
-  const float *dp = fp(dy), *yp = fp(y);
-  float* o = fp(out);
-  const int64_t n = y.numel();
+// o = d (pre-activation) of y = sigmoid(pre), from d y: dy * y * (1 - y)
+void sigmoid_grad(const float* dp, const float* yp, int64_t n, float* o) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) o[i] = dp[i] * yp[i] * (1.f - yp[i]);
-  return out;
 }
 
 // The full-size tensors this kernel returns (the module's output, its input gradient) come from
@@ -580,89 +594,112 @@ class BufferCache {
 // Frees the cached blocks of the kernel's outputs that no tensor uses (see BufferCache).
 void clear_buffer_cache() { BufferCache::get().clear(); }
 
+// The small tensors the backward pass needs of the forward's (statistics, gates, ME's squeeze on
+// batch statistics), laid out in one block: in training one tensor kept for autograd instead of
+// twelve, each an allocation (~2.5-5 us inside the model, its code and the allocator's data cold
+// after a convolution) and a saved variable; in inference a slice of the call's Scratch. Null
+// where no path uses them. Shapes: cm, g1 (NT, P); sm (C, NT); z1, z2, d (NT, r); g2, g3 (NT, C);
+// sq (NT, r, H, W); mu, invstd (r); vsq (NT, r, 9) doubles.
+struct Smalls {
+  float *cm, *g1, *sm, *z1, *z2, *g2, *sq, *mu, *invstd, *d, *g3;
+  double* vsq;
+};
+
+// The block's size in floats; with `base`, the pointers into it (64-byte aligned slices). The
+// forward and the backward pass lay it out alike from the same arguments.
+int64_t small_layout(const Shape& s, bool ste, bool ce, bool me, int64_t r_ce, int64_t r_me, bool squeeze,
+                     float* base, Smalls* v) {
+  int64_t n = 0;
+  auto take = [&](bool on, int64_t count) -> float* {
+    if (!on) return nullptr;
+    float* p = base ? base + n : nullptr;
+    n += (count + 15) / 16 * 16;
+    return p;
+  };
+  Smalls o;
+  o.cm = take(ste, s.nt * s.p);
+  o.g1 = take(ste, s.nt * s.p);
+  o.sm = take(ce, s.c * s.nt);
+  o.z1 = take(ce, s.nt * r_ce);
+  o.z2 = take(ce, s.nt * r_ce);
+  o.g2 = take(ce, s.nt * s.c);
+  o.sq = take(squeeze, s.nt * r_me * s.p);
+  o.mu = take(me, r_me);
+  o.invstd = take(me, r_me);
+  o.vsq = reinterpret_cast<double*>(take(me, 2 * s.nt * r_me * 9));
+  o.d = take(me, s.nt * r_me);
+  o.g3 = take(me, s.nt * s.c);
+  if (v) *v = o;
+  return n;
+}
+
 // What F1 produces for the gates, in both memory layouts: the output buffer (it holds xs between F1
-// and F2 when `squeeze`), the channel mean cm (NT, P), the spatial mean sm (C, NT), ME's region
-// sums of xs rsx (C, NT*9) on running statistics, and ME's squeeze sq (NT, r, H, W) on batch
-// statistics. The output comes from the block cache when `cache_out` (autograd keeps it until the
-// backward pass); else from the system allocator: in inference the output dies within its block,
-// and the allocator hands out a block freed a moment ago, still in the cache, where BufferCache's
-// block was last written a whole residual block earlier (channels_last inference ~2% faster with
-// the heap kept, NCHW level; benchmarks/RESULTS.md).
+// and F2 when `squeeze`), and in the call's Smalls the channel mean cm (NT, P), the spatial mean
+// sm (C, NT) and ME's squeeze sq (NT, r, H, W) on batch statistics; ME's region sums of xs rsx
+// (C, NT*9) on running statistics in the Scratch. The output comes from the block cache when
+// `cache_out` (autograd keeps it until the backward pass); else from the system allocator: in
+// inference the output dies within its block, and the allocator hands out a block freed a moment
+// ago, still in the cache, where BufferCache's block was last written a whole residual block
+// earlier (channels_last inference ~2% faster with the heap kept, NCHW level; benchmarks/RESULTS.md).
 struct Stats {
-  Tensor out, cm, sm, rsx, sq;
+  Tensor out;
+  float *cmp, *smp, *rsxp, *sqp;  // null where no path uses them
   bool squeeze;
 };
 
-Stats stats_buffers(const Tensor& x, const Shape& s, bool ste, bool ce, bool me, bool batch_stats,
-                    const Tensor& me_sq, bool channels_last, bool cache_out) {
-  const auto opt = x.options();
+Stats stats_buffers(const Tensor& x, const Shape& s, bool me, bool batch_stats, bool channels_last, bool cache_out,
+                    const Smalls& v, Scratch& scratch) {
   const bool squeeze = me && batch_stats;
-  return {BufferCache::get().empty(x.sizes(), opt, channels_last, cache_out),
-          ste ? filled({s.nt, s.p}, 0.f, opt) : at::empty({0}, opt),
-          ce ? at::empty({s.c, s.nt}, opt) : at::empty({0}, opt),  // transposed: (C, NT)
-          me && !squeeze ? at::empty({s.c, s.nt * 9}, opt) : at::empty({0}, opt),  // [c, f*9 + ab]
-          squeeze ? at::empty({s.nt, me_sq.size(0), s.h, s.w}, opt) : at::empty({0}, opt),
-          squeeze};
+  float* rsx = me && !squeeze ? scratch.floats(s.c * s.nt * 9) : nullptr;  // [c, f*9 + ab]
+  if (v.cm) std::fill_n(v.cm, s.nt * s.p, 0.f);
+  return {BufferCache::get().empty(x.sizes(), x.options(), channels_last, cache_out), v.cm, v.sm, rsx, v.sq, squeeze};
 }
 
-inline float* ptr_or_null(const Tensor& t) { return t.numel() ? t.data_ptr<float>() : nullptr; }
-
-// The gates and what the backward pass keeps of them.
-struct Gates {
-  Tensor gate_c, g1, z1, z2, g2, mu, invstd, vsq, d, g3;
-};
-
-// gate_c (NT, C) = the number of paths + CE's gate g2 + ME's gate g3 (an empty one left out): the
+// gate_c (NT, C) = the number of paths + CE's gate g2 + ME's gate g3 (a null one left out): the
 // forward pass forms it, and the backward pass again (it is not saved).
-Tensor channel_gate(const Shape& s, double npaths, const Tensor& g2, const Tensor& g3, const at::TensorOptions& opt) {
-  Tensor gate_c = filled({s.nt, s.c}, float(npaths), opt);
-  if (g2.numel()) add_to(fp(gate_c), fp(g2), s.nt * s.c);
-  if (g3.numel()) add_to(fp(gate_c), fp(g3), s.nt * s.c);
-  return gate_c;
+void channel_gate(const Shape& s, double npaths, const float* g2, const float* g3, float* gate_c) {
+  std::fill_n(gate_c, s.nt * s.c, float(npaths));
+  if (g2) add_to(gate_c, g2, s.nt * s.c);
+  if (g3) add_to(gate_c, g3, s.nt * s.c);
 }
 
-// The gate networks on F1's statistics (both layouts): gate_c (NT, C) = the number of paths + CE's
-// and ME's sigmoid gates, g1 (NT, P) STE's sigmoid gate.
-Gates forward_gates(const Shape& s, const Stats& st, bool ste, bool ce, bool me, Tensor ste_w, Tensor ce_sq,
-                    Tensor ce_t, Tensor ce_ex, Tensor me_sq, Tensor bn_w, Tensor bn_b, Tensor bn_rm, Tensor bn_rv,
-                    double factor, double eps, Tensor me_dw, Tensor me_ex) {
-  const auto opt = st.cm.options();
+// The gate networks on F1's statistics (both layouts), into v: STE's sigmoid gate g1 (NT, P), CE's
+// and ME's sigmoid gates g2, g3 (NT, C) and what the backward pass needs of their networks; returns
+// gate_c (NT, C) = the number of paths + g2 + g3, in the Scratch.
+float* forward_gates(const Shape& s, const Stats& st, bool ste, bool ce, bool me, const Tensor& ste_w,
+                     const Tensor& ce_sq, const Tensor& ce_t, const Tensor& ce_ex, const Tensor& me_sq,
+                     const Tensor& bn_w, const Tensor& bn_b, const Tensor& bn_rm, const Tensor& bn_rv, double factor,
+                     double eps, const Tensor& me_dw, const Tensor& me_ex, const Smalls& v, Scratch& scratch) {
   const bool squeeze = st.squeeze;
-  const float* cmp = ptr_or_null(st.cm);
-  const float* smp = ptr_or_null(st.sm);
-  const float* rsxp = ptr_or_null(st.rsx);
-  const float* sqw = ptr_or_null(st.sq);
-  Tensor empty = at::empty({0}, opt);
-  Tensor g1 = empty, z1 = empty, z2 = empty, g2 = empty, mu = empty, invstd = empty, vsq = empty,
-         d = empty, g3 = empty;
+  const float* cmp = st.cmp;
+  const float* smp = st.smp;
+  const float* rsxp = st.rsxp;
+  const float* sqw = st.sqp;
+  float *g2p = v.g2, *g3p = v.g3;
   if (ste) {
-    g1 = at::empty({s.nt, s.p}, opt);
-    conv333(cmp, ste_w.data_ptr<float>(), g1.data_ptr<float>(), s);
-    sigmoid_inplace(g1);
+    conv333(cmp, ste_w.data_ptr<float>(), v.g1, s);
+    sigmoid_inplace(v.g1, s.nt * s.p);
   }
   if (ce) {
     const int64_t r = ce_sq.size(0);
     // each product formed transposed, A^T B^T, and stored column-major: (NT, ...) row-major
-    z1 = at::empty({s.nt, r}, opt);  // W_sq (r, C) @ sm^T (C, NT)
-    matmul({fp(ce_sq), 0, s.c, 1}, {smp, 0, s.nt, 1}, fp(z1), -r, r, s.c, s.nt);
-    Tensor win_t = windows_t(z1, s);
-    z2 = at::empty({s.nt, r}, opt);  // W_t (r, 3r) @ windows^T (3r, NT)
-    matmul({fp(ce_t), 0, 3 * r, 1}, {fp(win_t), 0, s.nt, 1}, fp(z2), -r, r, 3 * r, s.nt);
-    Tensor a_t = at::empty({r, s.nt}, opt);  // relu(z2)^T (r, NT)
-    const float* z2p = fp(z2);
-    float* atp = fp(a_t);
+    float* z1p = v.z1;  // W_sq (r, C) @ sm^T (C, NT)
+    matmul({fp(ce_sq), 0, s.c, 1}, {smp, 0, s.nt, 1}, z1p, -r, r, s.c, s.nt);
+    float* win_t = scratch.floats(r * 3 * s.nt);
+    windows_t(z1p, r, s, win_t);
+    float* z2p = v.z2;  // W_t (r, 3r) @ windows^T (3r, NT)
+    matmul({fp(ce_t), 0, 3 * r, 1}, {win_t, 0, s.nt, 1}, z2p, -r, r, 3 * r, s.nt);
+    float* atp = scratch.floats(r * s.nt);  // relu(z2)^T (r, NT)
     for (int64_t f = 0; f < s.nt; ++f)
       for (int64_t i = 0; i < r; ++i) atp[i * s.nt + f] = std::max(z2p[f * r + i], 0.f);
-    g2 = at::empty({s.nt, s.c}, opt);  // W_ex (C, r) @ relu(z2)^T (r, NT)
-    matmul({fp(ce_ex), 0, r, 1}, {fp(a_t), 0, s.nt, 1}, fp(g2), -s.c, s.c, r, s.nt);
-    sigmoid_inplace(g2);
+    // g2 = W_ex (C, r) @ relu(z2)^T (r, NT)
+    matmul({fp(ce_ex), 0, r, 1}, {atp, 0, s.nt, 1}, g2p, -s.c, s.c, r, s.nt);
+    sigmoid_inplace(g2p, s.nt * s.c);
   }
   if (me) {
     const int64_t r = me_sq.size(0);
-    mu = at::empty({r}, opt);
-    invstd = at::empty({r}, opt);
-    float* mup = mu.data_ptr<float>();
-    float* isp = invstd.data_ptr<float>();
+    float *mup = v.mu, *isp = v.invstd;
+    double* vp = v.vsq;  // ME's region sums (NT, r, 9)
     if (squeeze) {
       const float* sqp = sqw;
       const int64_t m = s.nt * s.p;
@@ -687,8 +724,6 @@ Gates forward_gates(const Shape& s, const Stats& st, bool ste, bool ce, bool me,
           isp[i] = float(1.0 / std::sqrt(var + eps));
         }
       });
-      vsq = at::empty({s.nt, r, 9}, opt.dtype(at::kDouble));
-      double* vp = vsq.data_ptr<double>();
       at::parallel_for(0, s.nt * r, 16, [&](int64_t b, int64_t e) {
         for (int64_t q = b; q < e; ++q) region_sums(sqp + q * s.p, s, vp + q * 9);
       });
@@ -698,23 +733,17 @@ Gates forward_gates(const Shape& s, const Stats& st, bool ste, bool ce, bool me,
         mup[i] = rmp[i];
         isp[i] = float(1.0 / std::sqrt(double(rvp[i]) + eps));
       }
-      Tensor prod = at::empty({r, s.nt * 9}, opt);  // one product: W (r, C) @ rsx (C, NT*9)
-      matmul({fp(me_sq), 0, s.c, 1}, {rsxp, 0, s.nt * 9, 1}, fp(prod), s.nt * 9, r, s.c, s.nt * 9);
-      vsq = at::empty({s.nt, r, 9}, opt.dtype(at::kDouble));
-      const float* pp = fp(prod);
-      double* vq = vsq.data_ptr<double>();
+      float* pp = scratch.floats(r * s.nt * 9);  // one product: W (r, C) @ rsx (C, NT*9)
+      matmul({fp(me_sq), 0, s.c, 1}, {rsxp, 0, s.nt * 9, 1}, pp, s.nt * 9, r, s.c, s.nt * 9);
       for (int64_t i = 0; i < r; ++i)
         for (int64_t f = 0; f < s.nt; ++f)
-          for (int ab = 0; ab < 9; ++ab) vq[(f * r + i) * 9 + ab] = pp[(i * s.nt + f) * 9 + ab];
+          for (int ab = 0; ab < 9; ++ab) vp[(f * r + i) * 9 + ab] = pp[(i * s.nt + f) * 9 + ab];
     }
-    d = at::empty({s.nt, r}, opt);
-    Tensor d_t = at::empty({r, s.nt}, opt);  // d transposed, for the expand product
+    float* dp = v.d;
+    float* dtp = scratch.floats(r * s.nt);  // d transposed, for the expand product
     double area[9];
     region_sizes(s, area);
-    const double* vp = vsq.data_ptr<double>();
     const float *gm = bn_w.data_ptr<float>(), *bt = bn_b.data_ptr<float>(), *dw = me_dw.data_ptr<float>();
-    float* dp = d.data_ptr<float>();
-    float* dtp = d_t.data_ptr<float>();
     for (int64_t f = 0; f < s.nt; ++f) {
       if (f % s.t == s.t - 1) {  // d[T-1] = 0
         for (int64_t i = 0; i < r; ++i) dp[f * r + i] = dtp[i * s.nt + f] = 0.f;
@@ -730,18 +759,35 @@ Gates forward_gates(const Shape& s, const Stats& st, bool ste, bool ce, bool me,
         dp[f * r + i] = dtp[i * s.nt + f] = float((g_mean - f_mean) / s.p);
       }
     }
-    g3 = at::empty({s.nt, s.c}, opt);  // W_ex (C, r) @ d^T (r, NT), stored column-major
-    matmul({fp(me_ex), 0, r, 1}, {dtp, 0, s.nt, 1}, fp(g3), -s.c, s.c, r, s.nt);
-    sigmoid_inplace(g3);
+    // g3 = W_ex (C, r) @ d^T (r, NT), stored column-major
+    matmul({fp(me_ex), 0, r, 1}, {dtp, 0, s.nt, 1}, g3p, -s.c, s.c, r, s.nt);
+    sigmoid_inplace(g3p, s.nt * s.c);
   }
-  Tensor gate_c = channel_gate(s, double(ste) + double(ce) + double(me), g2, g3, opt);
-  return {gate_c, g1, z1, z2, g2, mu, invstd, vsq, d, g3};
+  float* gate_c = scratch.floats(s.nt * s.c);
+  channel_gate(s, double(ste) + double(ce) + double(me), g2p, g3p, gate_c);
+  return gate_c;
 }
 
-// The forward's return value {out, saved...}; see action_backward for the saved list.
-std::vector<Tensor> saved_list(const Stats& st, const Gates& g) {
-  return {st.out, st.cm, g.g1, st.sm, g.z1, g.z2, g.g2, st.sq, g.mu, g.invstd, g.vsq, g.d, g.g3};
-}
+// A forward call's small tensors: the Smalls block (a tensor where the forward returns it, `keep`;
+// else in the Scratch) and the Scratch for its temporaries, whose first block holds all the call
+// takes of it: gate_c, the shift rows, ME's region sums (running statistics), the r-sized pieces
+// (CE's windows and relu(z2)^T, ME's product and d^T) [and the Smalls].
+struct CallMemory {
+  int64_t n_small;  // floats in the Smalls block
+  Tensor block;
+  Scratch scratch;
+  Smalls v;
+
+  CallMemory(const Tensor& x, const Shape& s, bool ste, bool ce, bool me, int64_t r_ce, int64_t r_me,
+             bool batch_stats, bool keep)
+      : n_small(small_layout(s, ste, ce, me, r_ce, r_me, me && batch_stats, nullptr, nullptr)),
+        block(keep ? at::empty({n_small}, x.options()) : Tensor()),
+        scratch(int64_t(sizeof(float)) * (s.nt * s.c + 3 * s.c + (me && !batch_stats ? 9 * s.nt * s.c : 0) +
+                                          14 * std::max(r_ce, r_me) * s.nt + 1024 + (keep ? 0 : n_small))) {
+    float* base = keep ? block.data_ptr<float>() : scratch.floats(n_small);
+    small_layout(s, ste, ce, me, r_ce, r_me, me && batch_stats, base, &v);
+  }
+};
 
 // One pixel (C values, channels_last memory) of xs = k0 * x[t-1] + k1 * x[t] + k2 * x[t+1], the shift
 // weights as three rows of C (prev / next null at the ends of the clip), times (a[c] + g) (a null:
@@ -805,23 +851,21 @@ inline void pixel_dots(const float* x, const float* k0, const float* k1, const f
 }
 #endif
 
-// The shift weights k (C, 3) as three rows of C, k0 / k1 / k2 (one allocation, no ATen views).
-Tensor shift_rows(const Tensor& k, int64_t c) {
-  Tensor rows = at::empty({3, c}, k.options());
+// The shift weights k (C, 3) as three rows of C, k0 / k1 / k2: rp[j * C + c] (no ATen views).
+const float* shift_rows(const Tensor& k, int64_t c, float* rp) {
   const float* kp = k.data_ptr<float>();
-  float* rp = rows.data_ptr<float>();
   for (int64_t i = 0; i < c; ++i)
     for (int j = 0; j < 3; ++j) rp[j * c + i] = kp[i * 3 + j];
-  return rows;
+  return rp;
 }
 
 // for_each_xs_row for channels_last x: the pixels of xs = shift(x), frame by frame (frames in
 // parallel, pixels in order inside a frame), each a row of C written into `keep` or a per-thread
 // buffer and handed to pixel_fn(f, p, row); frame_done(f) follows each frame's last pixel.
 template <class PixelFn, class FrameFn>
-void for_each_xs_pixel(const float* x, const Tensor& rows, const Shape& s, float* keep, PixelFn&& pixel_fn,
+void for_each_xs_pixel(const float* x, const float* rows, const Shape& s, float* keep, PixelFn&& pixel_fn,
                        FrameFn&& frame_done) {
-  const float *k0 = fp(rows), *k1 = k0 + s.c, *k2 = k1 + s.c;
+  const float *k0 = rows, *k1 = k0 + s.c, *k2 = k1 + s.c;
   const int64_t frame = s.p * s.c;
   at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
     std::vector<float> buf(keep ? 0 : s.c);
@@ -1059,12 +1103,15 @@ void nchw_stats_of_x(const float* xp, const float* kp, const float* k0, const fl
   stats_from_sums_of_x(dots.get(), 1, s.p, base.get(), k0, k1, k2, s, cmp, smp, rsxp);
 }
 
-// Returns {out, saved...}; see action_backward for the saved list.
-std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool ce, bool me, Tensor ste_w,
-                                   Tensor ce_sq, Tensor ce_t, Tensor ce_ex, Tensor me_sq, Tensor bn_w,
-                                   Tensor bn_b, Tensor bn_rm, Tensor bn_rv, bool batch_stats, double factor,
-                                   double eps, Tensor me_dw, Tensor me_ex, bool cache_out) {
+// Returns {out, the Smalls block} (see action_backward), or without `keep` {out}.
+std::vector<Tensor> forward_nchw(const Tensor& x, const Tensor& k, int64_t t, bool ste, bool ce, bool me,
+                                 const Tensor& ste_w, const Tensor& ce_sq, const Tensor& ce_t, const Tensor& ce_ex,
+                                 const Tensor& me_sq, const Tensor& bn_w, const Tensor& bn_b, const Tensor& bn_rm,
+                                 const Tensor& bn_rv, bool batch_stats, double factor, double eps,
+                                 const Tensor& me_dw, const Tensor& me_ex, bool cache_out, bool keep) {
   const Shape s = shape_of(x, t);
+  CallMemory mem(x, s, ste, ce, me, ce ? ce_sq.size(0) : 0, me ? me_sq.size(0) : 0, batch_stats, keep);
+  Scratch& scratch = mem.scratch;
   const float* xp = x.data_ptr<float>();
   const float* kp = k.data_ptr<float>();
   // With BatchNorm on running statistics (evaluation), ME needs only the nine region sums of its
@@ -1072,13 +1119,10 @@ std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool
   // full-size squeeze is skipped. xs is then kept only when the squeeze reads it: otherwise F1
   // reduces it row by row, or in inference takes the statistics from x itself (nchw_stats_of_x),
   // and F2 forms xs from x while writing the output.
-  const Stats st = stats_buffers(x, s, ste, ce, me, batch_stats, me_sq, false, cache_out);
+  const Stats st = stats_buffers(x, s, me, batch_stats, false, cache_out, mem.v, scratch);
   const bool squeeze = st.squeeze;
   float* xsp = fp(st.out);  // the output; holds xs between F1 and F2 when `squeeze`
-  float* cmp = ptr_or_null(st.cm);
-  float* smp = ptr_or_null(st.sm);
-  float* rsxp = ptr_or_null(st.rsx);
-  float* sqw = ptr_or_null(st.sq);
+  float *cmp = st.cmp, *smp = st.smp, *rsxp = st.rsxp, *sqw = st.sqp;
   // ME's squeeze sq[f] = W (r, C) @ xs[f] (C, P), formed as soon as F1 has written xs[f] (then
   // still in this core's cache)
   const int64_t r_me = me ? me_sq.size(0) : 0;
@@ -1087,8 +1131,8 @@ std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool
   // (nothing keeps the output) from x directly: the statistics are linear in x. Where autograd
   // records (training, CAMs), row by row of xs: the numbers results/ were computed with.
   if (!squeeze && !cache_out) {
-    const Tensor kt = shift_rows(k, s.c);
-    nchw_stats_of_x(xp, kp, fp(kt), fp(kt) + s.c, fp(kt) + 2 * s.c, s, cmp, smp, rsxp);
+    const float* kt = shift_rows(k, s.c, scratch.floats(3 * s.c));
+    nchw_stats_of_x(xp, kp, kt, kt + s.c, kt + 2 * s.c, s, cmp, smp, rsxp);
   } else {  // xs frame by frame [into the output's buffer, each frame's squeeze formed right after]
     for_each_xs_row(
         xp, kp, s, squeeze ? xsp : nullptr,
@@ -1114,11 +1158,10 @@ std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool
           if (sqw) gemm(w_me, {xsp + f * s.c * s.p, 0, s.p, 1}, sqw + f * r_me * s.p, s.p, 1, s.c, s.p, 0, r_me);
         });
   }
-  const Gates gt = forward_gates(s, st, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, factor,
-                                 eps, me_dw, me_ex);
+  const float* gc = forward_gates(s, st, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv,
+                                  factor, eps, me_dw, me_ex, mem.v, scratch);
   // F2: out = xs * (gate_c + gate_s), in place [xs recomputed from x]
-  const float* gc = fp(gt.gate_c);
-  const float* gs = ste ? fp(gt.g1) : nullptr;
+  const float* gs = mem.v.g1;
   auto row = [&](int64_t f, int64_t c) {
     const int64_t q = f * s.c + c;
     float* o = xsp + q * s.p;
@@ -1146,33 +1189,34 @@ std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool
       }
     });
   }
-  return saved_list(st, gt);
+  if (!keep) return {st.out};
+  return {st.out, mem.block};
 }
 
-// action_forward on channels_last x (memory (NT, H, W, C)); the output is channels_last too. F1 and
+// forward_nchw on channels_last x (memory (NT, H, W, C)); the output is channels_last too. F1 and
 // F2 walk the pixels of a frame, each a row of C channels: the channel mean is a row sum, the
 // spatial mean and ME's region sums are sums of rows (all of them; the first and last row and
 // column of the map; the four corners), taken of x itself where xs is not kept (nhwc_stats_of_x).
 // The statistics, the gates and the saved tensors are the NCHW forward's (ME's squeeze is formed
 // as sq[f]^T (P, r) = xs[f] (P, C) @ W^T (C, r) and stored column-major, i.e. (r, P) like the NCHW
 // one), so the backward pass is shared.
-std::vector<Tensor> action_forward_nhwc(Tensor x, Tensor k, int64_t t, bool ste, bool ce, bool me, Tensor ste_w,
-                                        Tensor ce_sq, Tensor ce_t, Tensor ce_ex, Tensor me_sq, Tensor bn_w,
-                                        Tensor bn_b, Tensor bn_rm, Tensor bn_rv, bool batch_stats, double factor,
-                                        double eps, Tensor me_dw, Tensor me_ex, bool cache_out) {
+std::vector<Tensor> forward_nhwc(const Tensor& x, const Tensor& k, int64_t t, bool ste, bool ce, bool me,
+                                 const Tensor& ste_w, const Tensor& ce_sq, const Tensor& ce_t, const Tensor& ce_ex,
+                                 const Tensor& me_sq, const Tensor& bn_w, const Tensor& bn_b, const Tensor& bn_rm,
+                                 const Tensor& bn_rv, bool batch_stats, double factor, double eps,
+                                 const Tensor& me_dw, const Tensor& me_ex, bool cache_out, bool keep) {
   TORCH_CHECK(x.dim() == 4 && x.is_contiguous(at::MemoryFormat::ChannelsLast), "x must be channels_last (N*T, C, H, W)");
   const Shape s = shape_of(x, t);
+  CallMemory mem(x, s, ste, ce, me, ce ? ce_sq.size(0) : 0, me ? me_sq.size(0) : 0, batch_stats, keep);
+  Scratch& scratch = mem.scratch;
   const float* xp = x.data_ptr<float>();
-  const Stats st = stats_buffers(x, s, ste, ce, me, batch_stats, me_sq, true, cache_out);
+  const Stats st = stats_buffers(x, s, me, batch_stats, true, cache_out, mem.v, scratch);
   const bool squeeze = st.squeeze;
   float* outp = fp(st.out);  // holds xs between F1 and F2 when `squeeze`
-  float* cmp = ptr_or_null(st.cm);
-  float* smp = ptr_or_null(st.sm);
-  float* rsxp = ptr_or_null(st.rsx);
-  float* sqw = ptr_or_null(st.sq);
+  float *cmp = st.cmp, *smp = st.smp, *rsxp = st.rsxp, *sqw = st.sqp;
   const int64_t r_me = me ? me_sq.size(0) : 0;
-  const Tensor kt = shift_rows(k, s.c);
-  const float *k0 = fp(kt), *k1 = k0 + s.c, *k2 = k1 + s.c;
+  const float* kt = shift_rows(k, s.c, scratch.floats(3 * s.c));
+  const float *k0 = kt, *k1 = k0 + s.c, *k2 = k1 + s.c;
   const Tensor w_t = squeeze ? me_sq.reshape({r_me, s.c}).t().contiguous() : Tensor();  // W^T (C, r)
   const int64_t frame = s.p * s.c;
   // F1: the channel mean, the spatial mean [and ME's region sums] [and ME's squeeze]
@@ -1198,11 +1242,10 @@ std::vector<Tensor> action_forward_nhwc(Tensor x, Tensor k, int64_t t, bool ste,
           gemm({outp + f * frame, 0, s.c, 1}, {fp(w_t), 0, r_me, 1}, sqw + f * r_me * s.p, -s.p, 1, s.c, r_me, 0, s.p);
         });
   }
-  const Gates gt = forward_gates(s, st, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, factor,
-                                 eps, me_dw, me_ex);
+  const float* gc = forward_gates(s, st, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv,
+                                  factor, eps, me_dw, me_ex, mem.v, scratch);
   // F2: out = xs * (gate_c + gate_s), pixel by pixel [in place on xs, or xs recomputed from x]
-  const float* gc = fp(gt.gate_c);
-  const float* gs = ste ? fp(gt.g1) : nullptr;
+  const float* gs = mem.v.g1;
   at::parallel_for(0, s.nt * s.p, 16, [&](int64_t b, int64_t e) {
     for (int64_t q = b; q < e; ++q) {  // q = f * P + p
       const int64_t f = q / s.p, tt = f % s.t;
@@ -1219,7 +1262,34 @@ std::vector<Tensor> action_forward_nhwc(Tensor x, Tensor k, int64_t t, bool ste,
       }
     }
   });
-  return saved_list(st, gt);
+  if (!keep) return {st.out};
+  return {st.out, mem.block};
+}
+
+std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool ce, bool me, Tensor ste_w,
+                                   Tensor ce_sq, Tensor ce_t, Tensor ce_ex, Tensor me_sq, Tensor bn_w,
+                                   Tensor bn_b, Tensor bn_rm, Tensor bn_rv, bool batch_stats, double factor,
+                                   double eps, Tensor me_dw, Tensor me_ex, bool cache_out) {
+  return forward_nchw(x, k, t, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, batch_stats,
+                      factor, eps, me_dw, me_ex, cache_out, true);
+}
+
+std::vector<Tensor> action_forward_nhwc(Tensor x, Tensor k, int64_t t, bool ste, bool ce, bool me, Tensor ste_w,
+                                        Tensor ce_sq, Tensor ce_t, Tensor ce_ex, Tensor me_sq, Tensor bn_w,
+                                        Tensor bn_b, Tensor bn_rm, Tensor bn_rv, bool batch_stats, double factor,
+                                        double eps, Tensor me_dw, Tensor me_ex, bool cache_out) {
+  return forward_nhwc(x, k, t, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, batch_stats,
+                      factor, eps, me_dw, me_ex, cache_out, true);
+}
+
+// The module's output where nothing keeps anything of the call (inference), x contiguous or
+// channels_last (then so is the output): only the output is allocated as a tensor and returned.
+Tensor action_infer(Tensor x, Tensor k, int64_t t, bool ste, bool ce, bool me, Tensor ste_w, Tensor ce_sq,
+                    Tensor ce_t, Tensor ce_ex, Tensor me_sq, Tensor bn_w, Tensor bn_b, Tensor bn_rm, Tensor bn_rv,
+                    bool batch_stats, double factor, double eps, Tensor me_dw, Tensor me_ex) {
+  auto fwd = x.is_contiguous() ? forward_nchw : forward_nhwc;
+  return fwd(x, k, t, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, batch_stats, factor, eps,
+             me_dw, me_ex, /*cache_out=*/false, /*keep=*/false)[0];
 }
 
 // B2+B3 on channels_last tensors: G = g * (gate_c + gate_s) + d cm / C + d sm / P + E, with ME's data
@@ -1229,13 +1299,9 @@ std::vector<Tensor> action_forward_nhwc(Tensor x, Tensor k, int64_t t, bool ste,
 // t+1 in three small buffers. Each tile sums its part of dk, and the parts are added in tile
 // order: the same numbers for any number of threads.
 void backward_b23_nhwc(const Shape& s, const Tensor& g, const Tensor& x, const float* k0, const float* k1,
-                       const float* k2, const Tensor& gate_c, const Tensor& g1, const Tensor& d_cm, const Tensor& d_sm,
-                       const Tensor& me_sq, const Tensor& dsqt, Tensor& big, Tensor& dk) {
-  const float *gp = fp(g), *xp = fp(x), *gc = fp(gate_c);
-  const float* gs = ptr_or_null(g1);
-  const float* dcm = ptr_or_null(d_cm);
-  const float* dsm = ptr_or_null(d_sm);
-  const float* dsqtp = ptr_or_null(dsqt);
+                       const float* k2, const float* gc, const float* gs, const float* dcm, const float* dsm,
+                       const Tensor& me_sq, const float* dsqtp, Tensor& big, Tensor& dk) {
+  const float *gp = fp(g), *xp = fp(x);
   const int64_t r_me = dsqtp ? me_sq.size(0) : 0;
   const View w_me{dsqtp ? fp(me_sq) : nullptr, 0, s.c, 1};  // W (r, C), rows contiguous
   float* bp = fp(big);
@@ -1337,12 +1403,12 @@ inline void dot_and_accumulate(const float* g, const float* xs, int64_t n, float
 }
 
 // Gradients {dx, dk, d ste_w, d ce_sq, d ce_t, d ce_ex, d me_sq, d bn_w, d bn_b, d me_dw, d me_ex}
-// (empty where a path is off), from grad_out g and the forward's saved tensors.
+// (empty where a path is off), from grad_out g, the forward's input x and its Smalls block (the
+// forward's second return value; the same paths, r and batch_stats lay it out).
 std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, bool ste, bool ce, bool me,
                                     Tensor ste_w, Tensor ce_sq, Tensor ce_t, Tensor ce_ex, Tensor me_sq,
-                                    Tensor bn_w, Tensor bn_b, bool batch_stats, Tensor me_dw, Tensor me_ex, Tensor cm,
-                                    Tensor g1, Tensor sm, Tensor z1, Tensor z2, Tensor g2, Tensor sq, Tensor mu,
-                                    Tensor invstd, Tensor vsq, Tensor d, Tensor g3) {
+                                    Tensor bn_w, Tensor bn_b, bool batch_stats, Tensor me_dw, Tensor me_ex,
+                                    Tensor smalls) {
   // channels_last x (the NHWC forward's): g read in the same layout, dx returned channels_last
   const bool nhwc = !x.is_contiguous();
   TORCH_CHECK(!nhwc || x.is_contiguous(at::MemoryFormat::ChannelsLast), "x must be contiguous or channels_last");
@@ -1353,18 +1419,29 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
   const float* kp = k.data_ptr<float>();
   const float* gp = g.data_ptr<float>();
   Tensor empty = at::empty({0}, opt);
-  Tensor gate_c = channel_gate(s, double(ste) + double(ce) + double(me), ce ? g2 : empty, me ? g3 : empty, opt);
+  const int64_t r_ce = ce ? ce_sq.size(0) : 0, r_me = me ? me_sq.size(0) : 0;
+  Smalls v;  // the forward's statistics and gates
+  const int64_t n_small = small_layout(s, ste, ce, me, r_ce, r_me, me && batch_stats, nullptr, nullptr);
+  TORCH_CHECK(smalls.numel() == n_small, "action_backward: the saved block has ", smalls.numel(), " floats, not ",
+              n_small);
+  small_layout(s, ste, ce, me, r_ce, r_me, me && batch_stats, fp(smalls), &v);
+  // the temporaries in one block: five (NT, C) (gate_c among them), three (NT, P), ME's two
+  // (NT, r, P), the shift rows and the r-sized pieces
+  Scratch scratch(int64_t(sizeof(float)) * (5 * s.nt * s.c + 3 * s.nt * s.p + 2 * s.nt * r_me * s.p + 3 * s.c +
+                                            10 * std::max(r_ce, r_me) * s.nt + 1024));
+  float* gate_c = scratch.floats(s.nt * s.c);
+  channel_gate(s, double(ste) + double(ce) + double(me), v.g2, v.g3, gate_c);
   // dx is written into `big`, which first holds xs for ME's weight gradient
   Tensor big = BufferCache::get().empty(x.sizes(), opt, nhwc);
   Tensor xs = me ? big : empty;
-  Tensor d_gc = (ce || me) ? (nhwc ? filled({s.nt, s.c}, 0.f, opt) : at::empty({s.nt, s.c}, opt)) : empty;
-  Tensor d_gs = ste ? filled({s.nt, s.p}, 0.f, opt) : empty;
   float* xsp = me ? xs.data_ptr<float>() : nullptr;
-  float* dgc = (ce || me) ? d_gc.data_ptr<float>() : nullptr;
-  float* dgs = ste ? d_gs.data_ptr<float>() : nullptr;
+  float* dgc = (ce || me) ? scratch.floats(s.nt * s.c) : nullptr;  // summed into by NHWC's B1
+  float* dgs = ste ? scratch.floats(s.nt * s.p) : nullptr;
+  if (dgc && nhwc) std::fill_n(dgc, s.nt * s.c, 0.f);
+  if (dgs) std::fill_n(dgs, s.nt * s.p, 0.f);
   // the shift weights as three rows of C, for the NHWC passes
-  const Tensor kt = nhwc ? shift_rows(k, s.c) : empty;
-  const float* k0 = nhwc ? fp(kt) : nullptr;
+  const float* kt = nhwc ? shift_rows(k, s.c, scratch.floats(3 * s.c)) : nullptr;
+  const float* k0 = kt;
   const float *k1 = k0 + s.c, *k2 = k1 + s.c;
   const int64_t frame = s.c * s.p;
   // B1: recompute xs; d gate_c = sum_p g * xs, d gate_s = sum_c g * xs
@@ -1387,49 +1464,50 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
   }
   Tensor gw_ste = empty, gw_cs = empty, gw_ct = empty, gw_ce = empty, gw_ms = empty, g_bnw = empty, g_bnb = empty,
          gw_dw = empty, gw_me = empty;
-  Tensor d_cm = empty, d_sm = empty, dsq_kept, dsqt_kept;
+  float *d_cm = nullptr, *d_sm = nullptr, *dsqp = nullptr, *dsqtp = nullptr;  // (NT, P), (NT, C), ME's d sq
   if (ste) {
-    Tensor ds = sigmoid_grad(d_gs, g1);
-    d_cm = at::empty({s.nt, s.p}, opt);
+    float* ds = scratch.floats(s.nt * s.p);
+    sigmoid_grad(dgs, v.g1, s.nt * s.p, ds);
+    d_cm = scratch.floats(s.nt * s.p);
     gw_ste = at::empty({27}, opt);
-    conv333_backward(cm.data_ptr<float>(), ste_w.data_ptr<float>(), ds.data_ptr<float>(), d_cm.data_ptr<float>(),
-                     gw_ste.data_ptr<float>(), s);
+    conv333_backward(v.cm, ste_w.data_ptr<float>(), ds, d_cm, gw_ste.data_ptr<float>(), s);
   }
   if (ce) {
-    const int64_t r = ce_sq.size(0);
-    Tensor dpre = sigmoid_grad(d_gc, g2);                       // (NT, C)
-    Tensor a = at::empty_like(z2);  // relu(z2), as the forward formed it
-    const float* z2p = fp(z2);
-    float* ap = fp(a);
+    const int64_t r = r_ce;
+    float* dpre = scratch.floats(s.nt * s.c);  // (NT, C)
+    sigmoid_grad(dgc, v.g2, s.nt * s.c, dpre);
+    float* ap = scratch.floats(s.nt * r);  // relu(z2), as the forward formed it
+    const float* z2p = v.z2;
     for (int64_t i = 0; i < s.nt * r; ++i) ap[i] = std::max(z2p[i], 0.f);
     gw_ce = at::empty({s.c, r}, opt);  // dpre^T (C, NT) @ a (NT, r)
-    matmul({fp(dpre), 0, 1, s.c}, {fp(a), 0, r, 1}, fp(gw_ce), r, s.c, s.nt, r);
-    Tensor dz2 = at::empty({s.nt, r}, opt);  // dpre (NT, C) @ W_ex (C, r), then relu's gradient
-    matmul({fp(dpre), 0, s.c, 1}, {fp(ce_ex), 0, r, 1}, fp(dz2), r, s.nt, s.c, r);
-    float* dz2p = fp(dz2);
+    matmul({dpre, 0, 1, s.c}, {ap, 0, r, 1}, fp(gw_ce), r, s.c, s.nt, r);
+    float* dz2p = scratch.floats(s.nt * r);  // dpre (NT, C) @ W_ex (C, r), then relu's gradient
+    matmul({dpre, 0, s.c, 1}, {fp(ce_ex), 0, r, 1}, dz2p, r, s.nt, s.c, r);
     for (int64_t i = 0; i < s.nt * r; ++i) dz2p[i] *= float(z2p[i] > 0.f);  // relu's gradient
-    Tensor win_t = windows_t(z1, s);
+    float* win_t = scratch.floats(r * 3 * s.nt);
+    windows_t(v.z1, r, s, win_t);
     gw_ct = at::empty({r, 3 * r}, opt);  // windows^T (3r, NT) @ dz2 (NT, r), stored column-major
-    matmul({fp(win_t), 0, s.nt, 1}, {fp(dz2), 0, r, 1}, fp(gw_ct), -3 * r, 3 * r, s.nt, r);
-    Tensor dwin = at::empty({s.nt, 3 * r}, opt);  // dz2 (NT, r) @ W_t (r, 3r)
-    matmul({fp(dz2), 0, r, 1}, {fp(ce_t), 0, 3 * r, 1}, fp(dwin), 3 * r, s.nt, r, 3 * r);
-    Tensor dz1 = fold_windows(dwin, s, r);  // (NT, r)
+    matmul({win_t, 0, s.nt, 1}, {dz2p, 0, r, 1}, fp(gw_ct), -3 * r, 3 * r, s.nt, r);
+    float* dwin = scratch.floats(s.nt * 3 * r);  // dz2 (NT, r) @ W_t (r, 3r)
+    matmul({dz2p, 0, r, 1}, {fp(ce_t), 0, 3 * r, 1}, dwin, 3 * r, s.nt, r, 3 * r);
+    float* dz1 = scratch.floats(s.nt * r);  // (NT, r)
+    fold_windows(dwin, s, r, dz1);
     gw_cs = at::empty({r, s.c}, opt);  // sm^T (C, NT) @ dz1 (NT, r), stored column-major
-    matmul({fp(sm), 0, s.nt, 1}, {fp(dz1), 0, r, 1}, fp(gw_cs), -s.c, s.c, s.nt, r);
-    d_sm = at::empty({s.nt, s.c}, opt);  // dz1 (NT, r) @ W_sq (r, C)
-    matmul({fp(dz1), 0, r, 1}, {fp(ce_sq), 0, s.c, 1}, fp(d_sm), s.c, s.nt, r, s.c);
+    matmul({v.sm, 0, s.nt, 1}, {dz1, 0, r, 1}, fp(gw_cs), -s.c, s.c, s.nt, r);
+    d_sm = scratch.floats(s.nt * s.c);  // dz1 (NT, r) @ W_sq (r, C)
+    matmul({dz1, 0, r, 1}, {fp(ce_sq), 0, s.c, 1}, d_sm, s.c, s.nt, r, s.c);
   }
   if (me) {
-    const int64_t r = me_sq.size(0);
-    Tensor dpre = sigmoid_grad(d_gc, g3);
+    const int64_t r = r_me;
+    float* dpre = scratch.floats(s.nt * s.c);
+    sigmoid_grad(dgc, v.g3, s.nt * s.c, dpre);
     gw_me = at::empty({s.c, r}, opt);  // dpre^T (C, NT) @ d (NT, r)
-    matmul({fp(dpre), 0, 1, s.c}, {fp(d), 0, r, 1}, fp(gw_me), r, s.c, s.nt, r);
-    Tensor dd = at::empty({s.nt, r}, opt);  // dpre (NT, C) @ W_ex (C, r)
-    matmul({fp(dpre), 0, s.c, 1}, {fp(me_ex), 0, r, 1}, fp(dd), r, s.nt, s.c, r);
-    const float* ddp = dd.data_ptr<float>();
-    const double* vp = vsq.data_ptr<double>();
+    matmul({dpre, 0, 1, s.c}, {v.d, 0, r, 1}, fp(gw_me), r, s.c, s.nt, r);
+    float* ddp = scratch.floats(s.nt * r);  // dpre (NT, C) @ W_ex (C, r)
+    matmul({dpre, 0, s.c, 1}, {fp(me_ex), 0, r, 1}, ddp, r, s.nt, s.c, r);
+    const double* vp = v.vsq;
     const float *gm = bn_w.data_ptr<float>(), *bt = bn_b.data_ptr<float>(), *dw = me_dw.data_ptr<float>();
-    const float *mup = mu.data_ptr<float>(), *isp = invstd.data_ptr<float>();
+    const float *mup = v.mu, *isp = v.invstd;
     double area[9];
     region_sizes(s, area);
     // d of the nine region sums of f = BN(sq), per (frame, channel)
@@ -1473,11 +1551,9 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
       gbb[i] = float(dbeta[i]);
     }
     // d sq = gamma * invstd * (df - mean df - xhat * mean(df * xhat)); eval: gamma * invstd * df
-    Tensor dsq = at::empty({s.nt, r, s.h, s.w}, opt);  // (sq itself is not kept in evaluation)
-    const float* sqp = batch_stats ? sq.data_ptr<float>() : nullptr;
-    float* dsqp = dsq.data_ptr<float>();
-    Tensor dsqt = at::empty({s.nt, s.p, r}, opt);  // the same, each frame transposed (P, r)
-    float* dsqtp = dsqt.data_ptr<float>();
+    dsqp = scratch.floats(s.nt * r * s.p);  // (NT, r, H, W); sq itself is not kept in evaluation
+    const float* sqp = batch_stats ? v.sq : nullptr;
+    dsqtp = scratch.floats(s.nt * s.p * r);  // the same, each frame transposed (P, r)
     const double m = double(s.nt * s.p);
     at::parallel_for(0, s.nt * r, 16, [&](int64_t b, int64_t e) {
       for (int64_t q = b; q < e; ++q) {
@@ -1540,14 +1616,12 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
                  gwp + j0, s.c, std::min(fb, s.nt - f), std::min(pb, s.p - p0), j1 - j0, 0, r, f > 0 || p0 > 0);
       });
     } else {
-      const View xv{xsp, s.c * s.p, s.p, 1}, dv{dsqt.data_ptr<float>(), s.p * r, r, 1};
+      const View xv{xsp, s.c * s.p, s.p, 1}, dv{dsqtp, s.p * r, r, 1};
       constexpr int64_t kRows = 32;
       at::parallel_for(0, (s.c + kRows - 1) / kRows, 1, [&](int64_t b, int64_t e) {
         gemm(xv, dv, gwp, -s.c, s.nt, s.p, r, b * kRows, std::min(s.c, e * kRows));
       });
     }
-    dsq_kept = dsq;
-    dsqt_kept = dsqt;
     float* gdw = fp(gw_dw);
     for (int64_t i = 0; i < r * 9; ++i) gdw[i] = float(ddw[i]);
   }
@@ -1559,17 +1633,16 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
   // three small buffers.
   Tensor dk = at::empty({s.c, 3}, opt);
   if (nhwc) {
-    backward_b23_nhwc(s, g, x, k0, k1, k2, gate_c, ste ? g1 : empty, ste ? d_cm : empty, ce ? d_sm : empty,
-                      me ? me_sq : empty, me ? dsqt_kept : empty, big, dk);
+    backward_b23_nhwc(s, g, x, k0, k1, k2, gate_c, v.g1, d_cm, d_sm, me_sq, dsqtp, big, dk);
     return {big, dk, gw_ste, gw_cs, gw_ct, gw_ce, gw_ms, g_bnw, g_bnb, gw_dw, gw_me};
   }
   {
     float* bp = big.data_ptr<float>();
     float* dkp = dk.data_ptr<float>();
-    const float* gc = gate_c.data_ptr<float>();
-    const float* gs = ste ? g1.data_ptr<float>() : nullptr;
-    const float* dcm = ste ? d_cm.data_ptr<float>() : nullptr;
-    const float* dsm = ce ? d_sm.data_ptr<float>() : nullptr;
+    const float* gc = gate_c;
+    const float* gs = v.g1;
+    const float* dcm = d_cm;
+    const float* dsm = d_sm;
     const float inv_c = 1.f / s.c, inv_p = 1.f / s.p;
     // Channels per block: G's three rows (~8k floats each) stay in L1 / L2. A multiple of 8
     // (the product's row tile) where that fits, and as many blocks as threads or a multiple.
@@ -1580,10 +1653,7 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
     int64_t block = (s.c + nblocks - 1) / nblocks;
     if (block >= 8) block = block / 8 * 8;
     nblocks = (s.c + block - 1) / block;
-    const int64_t r_me = me ? me_sq.size(0) : 0;
     const View wt{me ? me_sq.data_ptr<float>() : nullptr, 0, 1, s.c};  // W^T (C, r)
-    const float* dsqp = me ? dsq_kept.data_ptr<float>() : nullptr;
-    const float* dsqtp = me ? dsqt_kept.data_ptr<float>() : nullptr;
     at::parallel_for(0, nblocks, 1, [&](int64_t bb, int64_t be) {
       std::vector<float> bufs(3 * block * s.p), ebuf(dsqp ? block * s.p : 0);
       std::vector<double> acc(3 * block);
@@ -1668,9 +1738,7 @@ struct ActionNode : public torch::autograd::Function<ActionNode> {
     auto fwd = x.is_contiguous() ? action_forward : action_forward_nhwc;
     std::vector<Tensor> r = fwd(x, k, t, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv,
                                 batch_stats, factor, eps, me_dw, me_ex, /*cache_out=*/true);
-    torch::autograd::variable_list saved = {x, k, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, me_dw, me_ex};
-    saved.insert(saved.end(), r.begin() + 1, r.end());
-    ctx->save_for_backward(saved);
+    ctx->save_for_backward({x, k, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, me_dw, me_ex, r[1]});
     ctx->saved_data["t"] = t;
     ctx->saved_data["paths"] = int64_t(ste) | int64_t(ce) << 1 | int64_t(me) << 2;
     ctx->saved_data["batch_stats"] = batch_stats;
@@ -1686,7 +1754,7 @@ struct ActionNode : public torch::autograd::Function<ActionNode> {
     const std::vector<Tensor> g =
         action_backward(grad_out[0], v[0], v[1], ctx->saved_data["t"].toInt(), paths & 1, paths & 2, paths & 4, v[2],
                         v[3], v[4], v[5], v[6], v[7], v[8], ctx->saved_data["batch_stats"].toBool(), v[9], v[10],
-                        v[11], v[12], v[13], v[14], v[15], v[16], v[17], v[18], v[19], v[20], v[21], v[22]);
+                        v[11]);
     // one entry per forward argument (undefined: none); g[i] is the gradient of v[i]
     torch::autograd::variable_list out(20);
     const int arg[11] = {0, 1, 6, 7, 8, 9, 10, 11, 12, 18, 19};  // v[i]'s forward argument
