@@ -81,7 +81,9 @@ def source_at(rev: str) -> str:
 def kernel_at(rev: str, name: str = "action_module_ab"):
     """The kernel module built from ``SOURCE`` as committed at ``rev`` (:func:`source_at`)."""
     src = source_at(rev)
-    mod = _cpp.load_extension(name, src, tuple(f for f in _kernel._FUNCTIONS if f"{f}(" in src))
+    # (before action_infer, NHWC had a forward of its own, action_forward_nhwc)
+    functions = (*_kernel._FUNCTIONS, "action_forward_nhwc")
+    mod = _cpp.load_extension(name, src, tuple(f for f in functions if f"{f}(" in src))
     if mod is None:
         sys.exit(f"kernel_ab: the kernel at {rev} did not build (see the warning above)")
     if not hasattr(mod, "action_infer"):  # before 2026-11-25's inference entry, which this tree's wrapper calls
@@ -165,7 +167,7 @@ def main() -> None:
     tsn = actionlib.build_model("tsn", "resnet50", 174, args.frames)
     action = actionlib.build_model("action", "resnet50", 174, args.frames)
     if args.channels_last:
-        if not hasattr(kernels["rev"], "action_forward_nhwc"):
+        if not any(hasattr(kernels["rev"], f) for f in ("action_forward_nhwc", "action_infer")):
             sys.exit(f"kernel_ab: the kernel at {args.rev} has no NHWC passes (--channels-last)")
         to_channels_last(tsn)
         to_channels_last(action)

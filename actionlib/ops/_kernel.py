@@ -37,9 +37,7 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from .. import _cpp
 
-_FUNCTIONS = (
-    "action_forward", "action_forward_nhwc", "action_infer", "action_backward", "action_train", "clear_buffer_cache"
-)  # fmt: skip
+_FUNCTIONS = ("action_forward", "action_infer", "action_backward", "action_train", "clear_buffer_cache")
 
 
 @functools.cache

@@ -23,10 +23,10 @@
 // takes the nine sums of every map of xs, one (r, C) @ (C, NT*9) product maps them through W,
 // and F1 does not store xs at all (F2 forms it from x while writing the output).
 // Where xs is not kept (evaluation, or no ME path), F1 reads x once, unshifted: the statistics are
-// linear in x (stats_from_sums_of_x). NCHW does so in inference only (F1 of action_forward), on
+// linear in x (stats_from_sums_of_x). NCHW does so in inference only (F1 of forward_nchw), on
 // maps of <= 64 pixels 16 maps at a time (a lane per map, base_sums_16), and F2 then walks blocks
 // of channels of a clip frame by frame, so that x is read from memory once.
-// Channels_last input (memory (NT, H, W, C)) has passes of its own (action_forward_nhwc, and in
+// Channels_last input (memory (NT, H, W, C)) has passes of its own (forward_nhwc, and in
 // action_backward B1, ME's weight gradient and B23): they walk pixels, rows of C channels, and
 // share the gate networks and the saved tensors with the NCHW passes.
 // Every reduction of the loops here runs in a fixed order on one thread (deterministic).
@@ -791,7 +791,7 @@ struct CallMemory {
 
 // One pixel (C values, channels_last memory) of xs = k0 * x[t-1] + k1 * x[t] + k2 * x[t+1], the shift
 // weights as three rows of C (prev / next null at the ends of the clip), times (a[c] + g) (a null:
-// xs alone): passes F1 and F2 of action_forward_nhwc.
+// xs alone): passes F1 and F2 of forward_nhwc.
 template <bool kPrev, bool kNext>
 inline void shift_scale_pixel(const float* prev, const float* cur, const float* next, const float* k0,
                               const float* k1, const float* k2, const float* a, float g, float* out, int64_t c) {
@@ -1266,20 +1266,15 @@ std::vector<Tensor> forward_nhwc(const Tensor& x, const Tensor& k, int64_t t, bo
   return {st.out, mem.block};
 }
 
+// The forward pass where autograd records (training; the kernel's node below): {out, the Smalls
+// block} (see action_backward). x contiguous or channels_last (then so is the output).
 std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool ce, bool me, Tensor ste_w,
                                    Tensor ce_sq, Tensor ce_t, Tensor ce_ex, Tensor me_sq, Tensor bn_w,
                                    Tensor bn_b, Tensor bn_rm, Tensor bn_rv, bool batch_stats, double factor,
                                    double eps, Tensor me_dw, Tensor me_ex, bool cache_out) {
-  return forward_nchw(x, k, t, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, batch_stats,
-                      factor, eps, me_dw, me_ex, cache_out, true);
-}
-
-std::vector<Tensor> action_forward_nhwc(Tensor x, Tensor k, int64_t t, bool ste, bool ce, bool me, Tensor ste_w,
-                                        Tensor ce_sq, Tensor ce_t, Tensor ce_ex, Tensor me_sq, Tensor bn_w,
-                                        Tensor bn_b, Tensor bn_rm, Tensor bn_rv, bool batch_stats, double factor,
-                                        double eps, Tensor me_dw, Tensor me_ex, bool cache_out) {
-  return forward_nhwc(x, k, t, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, batch_stats,
-                      factor, eps, me_dw, me_ex, cache_out, true);
+  auto fwd = x.is_contiguous() ? forward_nchw : forward_nhwc;
+  return fwd(x, k, t, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, batch_stats, factor, eps,
+             me_dw, me_ex, cache_out, /*keep=*/true);
 }
 
 // The module's output where nothing keeps anything of the call (inference), x contiguous or
@@ -1735,9 +1730,8 @@ struct ActionNode : public torch::autograd::Function<ActionNode> {
                         bool me, Tensor ste_w, Tensor ce_sq, Tensor ce_t, Tensor ce_ex, Tensor me_sq, Tensor bn_w,
                         Tensor bn_b, Tensor bn_rm, Tensor bn_rv, bool batch_stats, double factor, double eps,
                         Tensor me_dw, Tensor me_ex) {
-    auto fwd = x.is_contiguous() ? action_forward : action_forward_nhwc;
-    std::vector<Tensor> r = fwd(x, k, t, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv,
-                                batch_stats, factor, eps, me_dw, me_ex, /*cache_out=*/true);
+    std::vector<Tensor> r = action_forward(x, k, t, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm,
+                                           bn_rv, batch_stats, factor, eps, me_dw, me_ex, /*cache_out=*/true);
     ctx->save_for_backward({x, k, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, me_dw, me_ex, r[1]});
     ctx->saved_data["t"] = t;
     ctx->saved_data["paths"] = int64_t(ste) | int64_t(ce) << 1 | int64_t(me) << 2;
