@@ -69,7 +69,6 @@ class Scratch {
  public:
   explicit Scratch(int64_t first) : next_size_(std::max<int64_t>(first, 4096)) {}
   float* floats(int64_t n) { return static_cast<float*>(take(n * int64_t(sizeof(float)))); }
-  double* doubles(int64_t n) { return static_cast<double*>(take(n * int64_t(sizeof(double)))); }
 
  private:
   void* take(int64_t bytes) {
@@ -643,7 +642,7 @@ int64_t small_layout(const Shape& s, bool ste, bool ce, bool me, int64_t r_ce, i
 // earlier (channels_last inference ~2% faster with the heap kept, NCHW level; benchmarks/RESULTS.md).
 struct Stats {
   Tensor out;
-  float *cmp, *smp, *rsxp, *sqp;  // null where no path uses them
+  float* rsxp;  // null where not needed (cm, sm and sq are in the Smalls)
   bool squeeze;
 };
 
@@ -652,7 +651,7 @@ Stats stats_buffers(const Tensor& x, const Shape& s, bool me, bool batch_stats, 
   const bool squeeze = me && batch_stats;
   float* rsx = me && !squeeze ? scratch.floats(s.c * s.nt * 9) : nullptr;  // [c, f*9 + ab]
   if (v.cm) std::fill_n(v.cm, s.nt * s.p, 0.f);
-  return {BufferCache::get().empty(x.sizes(), x.options(), channels_last, cache_out), v.cm, v.sm, rsx, v.sq, squeeze};
+  return {BufferCache::get().empty(x.sizes(), x.options(), channels_last, cache_out), rsx, squeeze};
 }
 
 // gate_c (NT, C) = the number of paths + CE's gate g2 + ME's gate g3 (a null one left out): the
@@ -671,10 +670,7 @@ float* forward_gates(const Shape& s, const Stats& st, bool ste, bool ce, bool me
                      const Tensor& bn_w, const Tensor& bn_b, const Tensor& bn_rm, const Tensor& bn_rv, double factor,
                      double eps, const Tensor& me_dw, const Tensor& me_ex, const Smalls& v, Scratch& scratch) {
   const bool squeeze = st.squeeze;
-  const float* cmp = st.cmp;
-  const float* smp = st.smp;
-  const float* rsxp = st.rsxp;
-  const float* sqw = st.sqp;
+  const float *cmp = v.cm, *smp = v.sm, *rsxp = st.rsxp, *sqw = v.sq;
   float *g2p = v.g2, *g3p = v.g3;
   if (ste) {
     conv333(cmp, ste_w.data_ptr<float>(), v.g1, s);
@@ -1122,7 +1118,7 @@ std::vector<Tensor> forward_nchw(const Tensor& x, const Tensor& k, int64_t t, bo
   const Stats st = stats_buffers(x, s, me, batch_stats, false, cache_out, mem.v, scratch);
   const bool squeeze = st.squeeze;
   float* xsp = fp(st.out);  // the output; holds xs between F1 and F2 when `squeeze`
-  float *cmp = st.cmp, *smp = st.smp, *rsxp = st.rsxp, *sqw = st.sqp;
+  float *cmp = mem.v.cm, *smp = mem.v.sm, *rsxp = st.rsxp, *sqw = mem.v.sq;
   // ME's squeeze sq[f] = W (r, C) @ xs[f] (C, P), formed as soon as F1 has written xs[f] (then
   // still in this core's cache)
   const int64_t r_me = me ? me_sq.size(0) : 0;
@@ -1213,7 +1209,7 @@ std::vector<Tensor> forward_nhwc(const Tensor& x, const Tensor& k, int64_t t, bo
   const Stats st = stats_buffers(x, s, me, batch_stats, true, cache_out, mem.v, scratch);
   const bool squeeze = st.squeeze;
   float* outp = fp(st.out);  // holds xs between F1 and F2 when `squeeze`
-  float *cmp = st.cmp, *smp = st.smp, *rsxp = st.rsxp, *sqw = st.sqp;
+  float *cmp = mem.v.cm, *smp = mem.v.sm, *rsxp = st.rsxp, *sqw = mem.v.sq;
   const int64_t r_me = me ? me_sq.size(0) : 0;
   const float* kt = shift_rows(k, s.c, scratch.floats(3 * s.c));
   const float *k0 = kt, *k1 = k0 + s.c, *k2 = k1 + s.c;
