@@ -368,7 +368,8 @@ struct View {
 #if defined(__AVX512F__)
 // One MR x (16*NV) tile of C in registers; the last vector of each row is masked by `last`.
 template <int MR, int NV>
-inline void gemm_tile(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, __mmask16 last, bool add) {
+inline void gemm_tile(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, __mmask16 last, bool add,
+                      bool stream) {
   __m512 acc[MR][NV];
 #pragma GCC unroll 32
   for (int i = 0; i < MR; ++i)
@@ -405,8 +406,14 @@ inline void gemm_tile(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t
 #pragma GCC unroll 32
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v)
-        _mm512_mask_storeu_ps(c + i * ldc + 16 * v, v + 1 < NV ? __mmask16(0xFFFF) : last, acc[i][v]);
+      for (int v = 0; v < NV; ++v) {
+        float* out = c + i * ldc + 16 * v;
+        const __mmask16 k = v + 1 < NV ? __mmask16(0xFFFF) : last;
+        if (stream && k == __mmask16(0xFFFF) && (reinterpret_cast<uintptr_t>(out) & 63) == 0)
+          _mm512_stream_ps(out, acc[i][v]);  // a whole cache line, past the caches
+        else
+          _mm512_mask_storeu_ps(out, k, acc[i][v]);
+      }
   } else {  // C column-major: element (m, n) at c[n * -ldc + m]
     alignas(64) float tile[MR][16 * NV];
 #pragma GCC unroll 32
@@ -422,31 +429,33 @@ inline void gemm_tile(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t
 // Rows m0..m1 of one column strip (16*NV columns), MR rows at a time.
 template <int MR, int NV>
 void gemm_strip(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, int64_t m0, int64_t m1,
-                __mmask16 last, bool add) {
+                __mmask16 last, bool add, bool stream) {
   const int64_t step = ldc > 0 ? ldc : 1;  // from row m to row m + 1 of C
   int64_t m = m0;
-  for (; m + MR <= m1; m += MR) gemm_tile<MR, NV>(a.at(m, 0), b, c + m * step, ldc, nf, k_len, last, add);
+  for (; m + MR <= m1; m += MR) gemm_tile<MR, NV>(a.at(m, 0), b, c + m * step, ldc, nf, k_len, last, add, stream);
   if constexpr (MR > 3)  // the rest three rows at a time where it can: B is read a third as often
-    for (; m + 3 <= m1; m += 3) gemm_tile<3, NV>(a.at(m, 0), b, c + m * step, ldc, nf, k_len, last, add);
-  for (; m < m1; ++m) gemm_tile<1, NV>(a.at(m, 0), b, c + m * step, ldc, nf, k_len, last, add);
+    for (; m + 3 <= m1; m += 3) gemm_tile<3, NV>(a.at(m, 0), b, c + m * step, ldc, nf, k_len, last, add, stream);
+  for (; m < m1; ++m) gemm_tile<1, NV>(a.at(m, 0), b, c + m * step, ldc, nf, k_len, last, add, stream);
 }
 
 // `add`: C (row-major) += the product, each element's sum continued from its stored value (a
-// product over K = K1 + K2 in two calls sums exactly as one call).
+// product over K = K1 + K2 in two calls sums exactly as one call). `stream`: C (row-major) written
+// with non-temporal stores where whole aligned lines are, for results nothing reads soon (the
+// weight gradients); the caller orders them (_mm_sfence) before C is read.
 void gemm(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, int64_t n, int64_t m0, int64_t m1,
-          bool add = false) {
+          bool add = false, bool stream = false) {
   const int64_t col = ldc > 0 ? 1 : -ldc;  // from column j to column j + 1 of C
   int64_t j = 0;
-  for (; j + 48 <= n; j += 48) gemm_strip<8, 3>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, 0xFFFF, add);
+  for (; j + 48 <= n; j += 48) gemm_strip<8, 3>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, 0xFFFF, add, stream);
   const int64_t rest = n - j;  // 0..47 columns left: one strip of 1-3 vectors
   const __mmask16 last = rest % 16 ? __mmask16((1u << (rest % 16)) - 1u) : __mmask16(0xFFFF);
-  if (rest > 32) gemm_strip<8, 3>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last, add);
-  else if (rest > 16) gemm_strip<12, 2>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last, add);
-  else if (rest > 0) gemm_strip<8, 1>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last, add);
+  if (rest > 32) gemm_strip<8, 3>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last, add, stream);
+  else if (rest > 16) gemm_strip<12, 2>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last, add, stream);
+  else if (rest > 0) gemm_strip<8, 1>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last, add, stream);
 }
 #else
 void gemm(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, int64_t n, int64_t m0, int64_t m1,
-          bool add = false) {
+          bool add = false, bool /*stream*/ = false) {
   std::vector<float> row(n);
   for (int64_t m = m0; m < m1; ++m) {
     if (add) for (int64_t j = 0; j < n; ++j) row[j] = c[m * ldc + j];
@@ -465,19 +474,30 @@ void gemm(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, int6
 
 // C = A B, one (M x K) by (K x N) product with gemm() (nf = 1), on both threads: by blocks of
 // rows where there are many, else by strips of columns; small products on the calling thread.
-void matmul(View a, View b, float* c, int64_t ldc, int64_t m, int64_t k, int64_t n) {
-  if (m * n * k < (1 << 16)) return gemm(a, b, c, ldc, 1, k, n, 0, m);
+// `stream`: gemm()'s non-temporal stores, fenced before return.
+void matmul(View a, View b, float* c, int64_t ldc, int64_t m, int64_t k, int64_t n, bool stream = false) {
+  auto fence = [stream] {
+#if defined(__AVX512F__)
+    if (stream) _mm_sfence();
+#endif
+  };
+  if (m * n * k < (1 << 16)) {
+    gemm(a, b, c, ldc, 1, k, n, 0, m, false, stream);
+    return fence();
+  }
   if (m >= 64) {
     constexpr int64_t kRows = 32;
     at::parallel_for(0, (m + kRows - 1) / kRows, 1, [&](int64_t b0, int64_t b1) {
-      gemm(a, b, c, ldc, 1, k, n, b0 * kRows, std::min(m, b1 * kRows));
+      gemm(a, b, c, ldc, 1, k, n, b0 * kRows, std::min(m, b1 * kRows), false, stream);
+      fence();
     });
   } else {
     constexpr int64_t kCols = 48;
     const int64_t col = ldc > 0 ? 1 : -ldc;
     at::parallel_for(0, (n + kCols - 1) / kCols, 1, [&](int64_t b0, int64_t b1) {
       const int64_t j0 = b0 * kCols, j1 = std::min(n, b1 * kCols);
-      gemm(a, b.at(0, j0), c + j0 * col, ldc, 1, k, j1 - j0, 0, m);
+      gemm(a, b.at(0, j0), c + j0 * col, ldc, 1, k, j1 - j0, 0, m, false, stream);
+      fence();
     });
   }
 }
@@ -1416,9 +1436,9 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
   TORCH_CHECK(smalls.numel() == n_small, "action_backward: the saved block has ", smalls.numel(), " floats, not ",
               n_small);
   small_layout(s, ste, ce, me, r_ce, r_me, me && batch_stats, fp(smalls), &v);
-  // the temporaries in one block: five (NT, C) (gate_c among them), three (NT, P), ME's two
+  // the temporaries in one block: six (NT, C) (gate_c among them), three (NT, P), ME's two
   // (NT, r, P), the shift rows and the r-sized pieces
-  Scratch scratch(int64_t(sizeof(float)) * (5 * s.nt * s.c + 3 * s.nt * s.p + 2 * s.nt * r_me * s.p + 3 * s.c +
+  Scratch scratch(int64_t(sizeof(float)) * (6 * s.nt * s.c + 3 * s.nt * s.p + 2 * s.nt * r_me * s.p + 3 * s.c +
                                             10 * std::max(r_ce, r_me) * s.nt + 1024));
   float* gate_c = scratch.floats(s.nt * s.c);
   channel_gate(s, double(ste) + double(ce) + double(me), v.g2, v.g3, gate_c);
@@ -1470,8 +1490,8 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
     float* ap = scratch.floats(s.nt * r);  // relu(z2), as the forward formed it
     const float* z2p = v.z2;
     for (int64_t i = 0; i < s.nt * r; ++i) ap[i] = std::max(z2p[i], 0.f);
-    gw_ce = at::empty({s.c, r}, opt);  // dpre^T (C, NT) @ a (NT, r)
-    matmul({dpre, 0, 1, s.c}, {ap, 0, r, 1}, fp(gw_ce), r, s.c, s.nt, r);
+    gw_ce = at::empty({s.c, r}, opt);  // dpre^T (C, NT) @ a (NT, r), streamed (gemm's `stream`)
+    matmul({dpre, 0, 1, s.c}, {ap, 0, r, 1}, fp(gw_ce), r, s.c, s.nt, r, true);
     float* dz2p = scratch.floats(s.nt * r);  // dpre (NT, C) @ W_ex (C, r), then relu's gradient
     matmul({dpre, 0, s.c, 1}, {fp(ce_ex), 0, r, 1}, dz2p, r, s.nt, s.c, r);
     for (int64_t i = 0; i < s.nt * r; ++i) dz2p[i] *= float(z2p[i] > 0.f);  // relu's gradient
@@ -1483,8 +1503,10 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
     matmul({dz2p, 0, r, 1}, {fp(ce_t), 0, 3 * r, 1}, dwin, 3 * r, s.nt, r, 3 * r);
     float* dz1 = scratch.floats(s.nt * r);  // (NT, r)
     fold_windows(dwin, s, r, dz1);
-    gw_cs = at::empty({r, s.c}, opt);  // sm^T (C, NT) @ dz1 (NT, r), stored column-major
-    matmul({v.sm, 0, s.nt, 1}, {dz1, 0, r, 1}, fp(gw_cs), -s.c, s.c, s.nt, r);
+    float* smt = scratch.floats(s.nt * s.c);  // sm transposed, (NT, C)
+    transpose_matrix(v.sm, s.c, s.nt, smt);
+    gw_cs = at::empty({r, s.c}, opt);  // dz1^T (r, NT) @ sm^T (NT, C), the weight gradients streamed
+    matmul({dz1, 0, 1, r}, {smt, 0, s.c, 1}, fp(gw_cs), s.c, r, s.nt, s.c, true);
     d_sm = scratch.floats(s.nt * s.c);  // dz1 (NT, r) @ W_sq (r, C)
     matmul({dz1, 0, r, 1}, {fp(ce_sq), 0, s.c, 1}, d_sm, s.c, s.nt, r, s.c);
   }
@@ -1493,7 +1515,7 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
     float* dpre = scratch.floats(s.nt * s.c);
     sigmoid_grad(dgc, v.g3, s.nt * s.c, dpre);
     gw_me = at::empty({s.c, r}, opt);  // dpre^T (C, NT) @ d (NT, r)
-    matmul({dpre, 0, 1, s.c}, {v.d, 0, r, 1}, fp(gw_me), r, s.c, s.nt, r);
+    matmul({dpre, 0, 1, s.c}, {v.d, 0, r, 1}, fp(gw_me), r, s.c, s.nt, r, true);
     float* ddp = scratch.floats(s.nt * r);  // dpre (NT, C) @ W_ex (C, r)
     matmul({dpre, 0, s.c, 1}, {fp(me_ex), 0, r, 1}, ddp, r, s.nt, s.c, r);
     const double* vp = v.vsq;
