@@ -27,11 +27,11 @@ import hashlib
 import sys
 
 import torch
-from torch import nn
 
 import actionlib
 from actionlib import _cpp, _heap
 from actionlib.ops import _kernel
+from kernel_ab import step  # this script's folder is on sys.path: one train / inference step
 
 TIMERS = """
 #include <chrono>
@@ -136,21 +136,11 @@ def main() -> None:
     x = torch.randn(args.clips, args.frames, 3, args.size, args.size)
     y = torch.zeros(args.clips, dtype=torch.long)
 
-    def step() -> None:
-        if args.mode == "train":
-            model.train()
-            model.zero_grad(set_to_none=True)
-            nn.functional.cross_entropy(model(x), y).backward()
-        else:
-            model.eval()
-            with torch.no_grad():
-                model(x)
-
     for _ in range(args.warmup):
-        step()
+        step(model, x, y, args.mode)
     mod.kernel_timers_read()
     for _ in range(args.repeats):
-        step()
+        step(model, x, y, args.mode)
     ms = mod.kernel_timers_read() * 1e3 / args.repeats
     names = [name for _, name in PROFILES[args.profile][2]]
     print(f"ACTION-ResNet-50, {args.clips} x {args.frames} x {args.size}x{args.size}, {args.mode}, "
