@@ -446,7 +446,8 @@ void gemm(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, int6
           bool add = false, bool stream = false) {
   const int64_t col = ldc > 0 ? 1 : -ldc;  // from column j to column j + 1 of C
   int64_t j = 0;
-  for (; j + 48 <= n; j += 48) gemm_strip<8, 3>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, 0xFFFF, add, stream);
+  for (; j + 48 <= n; j += 48)
+    gemm_strip<8, 3>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, 0xFFFF, add, stream);
   const int64_t rest = n - j;  // 0..47 columns left: one strip of 1-3 vectors
   const __mmask16 last = rest % 16 ? __mmask16((1u << (rest % 16)) - 1u) : __mmask16(0xFFFF);
   if (rest > 32) gemm_strip<8, 3>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last, add, stream);
@@ -1514,7 +1515,7 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
     const int64_t r = r_me;
     float* dpre = scratch.floats(s.nt * s.c);
     sigmoid_grad(dgc, v.g3, s.nt * s.c, dpre);
-    gw_me = at::empty({s.c, r}, opt);  // dpre^T (C, NT) @ d (NT, r)
+    gw_me = at::empty({s.c, r}, opt);  // dpre^T (C, NT) @ d (NT, r), streamed
     matmul({dpre, 0, 1, s.c}, {v.d, 0, r, 1}, fp(gw_me), r, s.c, s.nt, r, true);
     float* ddp = scratch.floats(s.nt * r);  // dpre (NT, C) @ W_ex (C, r)
     matmul({dpre, 0, s.c, 1}, {fp(me_ex), 0, r, 1}, ddp, r, s.nt, s.c, r);
