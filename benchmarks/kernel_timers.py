@@ -15,9 +15,12 @@ Profiles:
   backward  action_backward: setup, B1 (gate gradients), STE / CE / ME gate backward, B23 (dx, dk)
 
     python benchmarks/kernel_timers.py [--profile forward] [--mode infer|train] [--repeats 20]
+                                       [--rev REV]
 
-Numbers move with the host's load like every timing here; compare passes within one run, and
-kernel revisions with ``kernel_ab.py`` (paired).
+Numbers move with the host's load like every timing here; compare passes within one run. With
+``--rev`` the kernel as committed at REV is built with the same clock reads and the two builds
+take turns step by step in one process (their order swapped every round, as in ``kernel_ab.py``):
+both tables are printed and their difference, pass by pass (paired).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import torch
 import actionlib
 from actionlib import _cpp, _heap
 from actionlib.ops import _kernel
-from kernel_ab import step  # this script's folder is on sys.path: one train / inference step
+from kernel_ab import source_at, step  # this script's folder is on sys.path
 
 TIMERS = """
 #include <chrono>
@@ -90,9 +93,8 @@ PROFILES = {
 }
 
 
-def instrumented_source(profile: str) -> str:
-    """The kernel's source with the profile's clock reads; a missing anchor is an error."""
-    src = _kernel._source()
+def instrumented_source(profile: str, src: str) -> str:
+    """The kernel source ``src`` with the profile's clock reads; a missing anchor is an error."""
     head, first, marks = PROFILES[profile]
     src = src.replace("namespace {", TIMERS + "\nnamespace {", 1)
     pos = src.index(head)
@@ -108,6 +110,27 @@ def instrumented_source(profile: str) -> str:
     return src + READ
 
 
+def build(profile: str, src: str, what: str):
+    """The instrumented kernel module built from ``src`` (``what`` names it in errors)."""
+    src = instrumented_source(profile, src)
+    name = "action_timers_" + hashlib.sha1(src.encode()).hexdigest()[:8]
+    mod = _cpp.load_extension(name, src, (*_kernel._FUNCTIONS, "kernel_timers_read"))
+    if mod is None:
+        sys.exit(f"kernel_timers: the instrumented kernel of {what} did not build (see the warning above)")
+    return mod
+
+
+def table(title: str, names: list[str], ms: torch.Tensor) -> None:
+    """One table: a row per pass, a column per channel-count stage, then the total."""
+    print(title)
+    print(f"{'pass':<28}{'C<512':>8}{'<1024':>8}{'<2048':>8}{'2048':>8}{'all':>8}")
+    for i, n in enumerate(names):
+        row = ms[:, i].tolist()
+        print(f"{n:<28}" + "".join(f"{v:>8.3f}" for v in row) + f"{sum(row):>8.3f}")
+    total = ms[:, : len(names)]
+    print(f"{'total':<28}" + "".join(f"{v:>8.3f}" for v in total.sum(1).tolist()) + f"{total.sum().item():>8.3f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", choices=sorted(PROFILES), default="forward")
@@ -119,16 +142,15 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rev", help="also time the kernel at this git revision, its steps alternating with the "
+                   "tree's, and print both and their difference (paired)")  # fmt: skip
     args = p.parse_args()
     if args.profile == "backward" and args.mode != "train":
         p.error("--profile backward needs --mode train")
 
-    src = instrumented_source(args.profile)
-    name = "action_timers_" + hashlib.sha1(src.encode()).hexdigest()[:8]
-    mod = _cpp.load_extension(name, src, (*_kernel._FUNCTIONS, "kernel_timers_read"))
-    if mod is None:
-        sys.exit("kernel_timers: the instrumented kernel did not build (see the warning above)")
-    _kernel.kernels = lambda: mod  # this process's modules run the instrumented build
+    mods = {"tree": build(args.profile, _kernel._source(), "this tree")}
+    if args.rev:
+        mods["rev"] = build(args.profile, source_at(args.rev), args.rev)
     _heap.keep_heap()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -136,22 +158,28 @@ def main() -> None:
     x = torch.randn(args.clips, args.frames, 3, args.size, args.size)
     y = torch.zeros(args.clips, dtype=torch.long)
 
-    for _ in range(args.warmup):
-        step(model, x, y, args.mode)
-    mod.kernel_timers_read()
-    for _ in range(args.repeats):
-        step(model, x, y, args.mode)
-    ms = mod.kernel_timers_read() * 1e3 / args.repeats
+    loader = _kernel.kernels
+    order = list(mods)
+    try:
+        for i in range(args.warmup + args.repeats):
+            if i == args.warmup:
+                for mod in mods.values():
+                    mod.kernel_timers_read()
+            # each side's step in turn, the order swapped every round (the second finds memory warm)
+            for side in order if i % 2 else order[::-1]:
+                _kernel.kernels = lambda m=mods[side]: m  # this process's modules run that build
+                step(model, x, y, args.mode)
+    finally:
+        _kernel.kernels = loader
+    ms = {side: mod.kernel_timers_read() * 1e3 / args.repeats for side, mod in mods.items()}
     names = [name for _, name in PROFILES[args.profile][2]]
-    print(f"ACTION-ResNet-50, {args.clips} x {args.frames} x {args.size}x{args.size}, {args.mode}, "
-          f"{args.threads} threads, profile {args.profile}: ms per step, mean of {args.repeats}")  # fmt: skip
-    print(f"{'pass':<28}{'C<512':>8}{'<1024':>8}{'<2048':>8}{'2048':>8}{'all':>8}")
-    for i, n in enumerate(names):
-        row = ms[:, i].tolist()
-        print(f"{n:<28}" + "".join(f"{v:>8.3f}" for v in row) + f"{sum(row):>8.3f}")
-    total = ms[:, : len(names)]
-    print(f"{'total':<28}" + "".join(f"{v:>8.3f}" for v in total.sum(1).tolist()) + f"{total.sum().item():>8.3f}")
-
+    head = (f"ACTION-ResNet-50, {args.clips} x {args.frames} x {args.size}x{args.size}, {args.mode}, "
+            f"{args.threads} threads, profile {args.profile}: ms per step, mean of {args.repeats}")  # fmt: skip
+    if not args.rev:
+        return table(head, names, ms["tree"])
+    table(f"{head}; the kernel at {args.rev}", names, ms["rev"])
+    table("this tree's kernel (its steps alternating with those above)", names, ms["tree"])
+    table(f"this tree - {args.rev}", names, ms["tree"] - ms["rev"])
 
 if __name__ == "__main__":
     main()

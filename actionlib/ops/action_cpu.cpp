@@ -3,7 +3,7 @@
 // Shapes: x (NT, C, H, W) contiguous, N clips of T frames, P = H*W, r = C/16.
 // The full-size tensors are touched in a few fused passes; everything else is small:
 //   forward   F1  x -> [xs (in the output's buffer)], channel mean cm (NT, P), spatial mean sm
-//                 [and ME's squeeze sq[f] = W xs[f], formed as soon as frame f of xs is written]
+//                 [and ME's squeeze sq[f] = W xs[f], summed block by block of channels as xs is written]
 //             gates from cm, sm, sq (small loops and matrix products, no autograd nodes)
 //             F2  out = xs * (gate_c[nt, c] + gate_s[nt, p])          (in place)
 //   backward  B1  g, x -> d gate_c (NT, C), d gate_s (NT, P) [and xs for ME's weight gradient]
@@ -198,23 +198,40 @@ inline void neighbours(const float* x, const Shape& s, int64_t f, int64_t c, con
   *next = tt + 1 < s.t ? *cur + frame : nullptr;
 }
 
-// The rows of xs = shift(x) frame by frame (frames in parallel, channels in order inside a frame):
-// row (f, c) is written into `keep` (a full-size tensor) or, when that is null, into a per-thread
-// buffer, then handed to row_fn(f, c, row); frame_done(f) follows each frame's last channel.
-template <class RowFn, class FrameFn>
-void for_each_xs_row(const float* x, const float* k, const Shape& s, float* keep, RowFn&& row_fn,
-                     FrameFn&& frame_done) {
-  at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
+// Rows of channels per block of for_each_xs_row: the block's rows of three frames of x stay in a
+// core's L2 (~50 KB a frame on large maps); on maps under 128 pixels all of a frame's channels.
+inline int64_t xs_block_rows(const Shape& s) { return s.p >= 512 ? 16 : s.p >= 128 ? 64 : s.c; }
+
+// The rows of xs = shift(x): row (f, c) is written into `keep` (a full-size tensor) or, when that is
+// null, into a per-thread buffer, then handed to row_fn(f, c, row); block_done(f, c0, c1) follows
+// the rows c0..c1 of frame f. Each clip's frames are cut into as many runs as the threads need
+// (one run a clip when there are as many clips as threads), the runs in parallel; inside a run,
+// blocks of xs_block_rows channels, and in each block the run's frames in order: row (t, c) of x
+// is read as frame t+1's previous, frame t's own and frame t-1's next row within a block's time,
+// from the cache (frame by frame, a layer-1 map's three frames of x overflowed L2). Each frame's
+// channels are still visited in increasing order.
+template <class RowFn, class BlockFn>
+void for_each_xs_row(const float* x, const float* k, const Shape& s, int64_t rows, float* keep, RowFn&& row_fn,
+                     BlockFn&& block_done) {
+  const int64_t runs = std::min(s.t, (at::get_num_threads() + s.n - 1) / s.n);  // per clip
+  at::parallel_for(0, s.n * runs, 1, [&](int64_t b, int64_t e) {
     std::vector<float> buf(keep ? 0 : s.p);
-    for (int64_t f = b; f < e; ++f) {
-      for (int64_t c = 0; c < s.c; ++c) {
-        const float *prev, *cur, *next;
-        neighbours(x, s, f, c, &prev, &cur, &next);
-        float* o = keep ? keep + (f * s.c + c) * s.p : buf.data();
-        shift_row(prev, cur, next, k + 3 * c, o, s.p);
-        row_fn(f, c, static_cast<const float*>(o));
+    for (int64_t u = b; u < e; ++u) {
+      const int64_t n = u / runs, j = u % runs;
+      const int64_t f0 = n * s.t + j * s.t / runs, f1 = n * s.t + (j + 1) * s.t / runs;
+      for (int64_t c0 = 0; c0 < s.c; c0 += rows) {
+        const int64_t c1 = std::min(s.c, c0 + rows);
+        for (int64_t f = f0; f < f1; ++f) {
+          for (int64_t c = c0; c < c1; ++c) {
+            const float *prev, *cur, *next;
+            neighbours(x, s, f, c, &prev, &cur, &next);
+            float* o = keep ? keep + (f * s.c + c) * s.p : buf.data();
+            shift_row(prev, cur, next, k + 3 * c, o, s.p);
+            row_fn(f, c, static_cast<const float*>(o));
+          }
+          block_done(f, c0, c1);
+        }
       }
-      frame_done(f);
     }
   });
 }
@@ -1140,8 +1157,8 @@ std::vector<Tensor> forward_nchw(const Tensor& x, const Tensor& k, int64_t t, bo
   const bool squeeze = st.squeeze;
   float* xsp = fp(st.out);  // the output; holds xs between F1 and F2 when `squeeze`
   float *cmp = mem.v.cm, *smp = mem.v.sm, *rsxp = st.rsxp, *sqw = mem.v.sq;
-  // ME's squeeze sq[f] = W (r, C) @ xs[f] (C, P), formed as soon as F1 has written xs[f] (then
-  // still in this core's cache)
+  // ME's squeeze sq[f] = W (r, C) @ xs[f] (C, P), summed over each block of channels as soon as F1
+  // has written the block's rows of xs[f] (then still in this core's cache)
   const int64_t r_me = me ? me_sq.size(0) : 0;
   const View w_me{me ? me_sq.data_ptr<float>() : nullptr, 0, s.c, 1};
   // F1: the channel mean, the spatial mean [and ME's region sums] [and ME's squeeze]. In inference
@@ -1150,9 +1167,9 @@ std::vector<Tensor> forward_nchw(const Tensor& x, const Tensor& k, int64_t t, bo
   if (!squeeze && !cache_out) {
     const float* kt = shift_rows(k, s.c, scratch.floats(3 * s.c));
     nchw_stats_of_x(xp, kp, kt, kt + s.c, kt + 2 * s.c, s, cmp, smp, rsxp);
-  } else {  // xs frame by frame [into the output's buffer, each frame's squeeze formed right after]
+  } else {  // xs row by row [into the output's buffer, the squeeze summed block by block]
     for_each_xs_row(
-        xp, kp, s, squeeze ? xsp : nullptr,
+        xp, kp, s, xs_block_rows(s), squeeze ? xsp : nullptr,
         [&](int64_t f, int64_t c, const float* o) {
           if (smp || rsxp) {
             const float acc = sum_row(o, s.p);
@@ -1169,10 +1186,14 @@ std::vector<Tensor> forward_nchw(const Tensor& x, const Tensor& k, int64_t t, bo
             for (int64_t i = 0; i < s.p; ++i) cmf[i] += o[i];
           }
         },
-        [&](int64_t f) {
-          if (cmp)
+        [&](int64_t f, int64_t c0, int64_t c1) {
+          // the squeeze summed over the block's channels, its rows still in the cache; a product
+          // over K = K1 + K2 in two calls sums exactly as one call
+          if (sqw)
+            gemm(w_me.at(0, c0), {xsp + (f * s.c + c0) * s.p, 0, s.p, 1}, sqw + f * r_me * s.p, s.p, 1, c1 - c0,
+                 s.p, 0, r_me, c0 > 0);
+          if (cmp && c1 == s.c)
             for (int64_t i = 0; i < s.p; ++i) cmp[f * s.p + i] /= s.c;
-          if (sqw) gemm(w_me, {xsp + f * s.c * s.p, 0, s.p, 1}, sqw + f * r_me * s.p, s.p, 1, s.c, s.p, 0, r_me);
         });
   }
   const float* gc = forward_gates(s, st, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv,
@@ -1466,13 +1487,15 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
         },
         [](int64_t) {});
   } else {
+    // frame by frame (one block of all channels): by blocks, this pass took ~1.4 ms less per
+    // train step, but B23 ~1.2 ms more (benchmarks/kernel_timers.py --rev, 24 steps)
     for_each_xs_row(
-        xp, kp, s, xsp,
+        xp, kp, s, s.c, xsp,
         [&](int64_t f, int64_t c, const float* o) {  // a channel: d gate_c[f, c], d gate_s[f, :] +=
           dot_and_accumulate(gp + (f * s.c + c) * s.p, o, s.p, dgc ? dgc + f * s.c + c : nullptr,
                              dgs ? dgs + f * s.p : nullptr);
         },
-        [](int64_t) {});
+        [](int64_t, int64_t, int64_t) {});
   }
   Tensor gw_ste = empty, gw_cs = empty, gw_ct = empty, gw_ce = empty, gw_ms = empty, g_bnw = empty, g_bnb = empty,
          gw_dw = empty, gw_me = empty;
