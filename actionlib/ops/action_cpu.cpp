@@ -431,6 +431,42 @@ inline void gemm_tile(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t
         else
           _mm512_mask_storeu_ps(out, k, acc[i][v]);
       }
+  } else if constexpr (MR == 8) {  // C column-major: column n's eight rows, c[n * -ldc + 0..7], one store
+    const int cols = 16 * (NV - 1) + _mm_popcnt_u32(last);
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      __m512 t[8], u[8];
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; ++q) {  // rows 2q and 2q + 1 interleaved within each 128-bit lane
+        t[2 * q] = _mm512_unpacklo_ps(acc[2 * q][v], acc[2 * q + 1][v]);
+        t[2 * q + 1] = _mm512_unpackhi_ps(acc[2 * q][v], acc[2 * q + 1][v]);
+      }
+      // lane L of u[m]: rows 0..3 of column 16v + 4L + m; of u[4 + m]: its rows 4..7
+      u[0] = _mm512_shuffle_ps(t[0], t[2], 0x44);
+      u[1] = _mm512_shuffle_ps(t[0], t[2], 0xEE);
+      u[2] = _mm512_shuffle_ps(t[1], t[3], 0x44);
+      u[3] = _mm512_shuffle_ps(t[1], t[3], 0xEE);
+      u[4] = _mm512_shuffle_ps(t[4], t[6], 0x44);
+      u[5] = _mm512_shuffle_ps(t[4], t[6], 0xEE);
+      u[6] = _mm512_shuffle_ps(t[5], t[7], 0x44);
+      u[7] = _mm512_shuffle_ps(t[5], t[7], 0xEE);
+#pragma GCC unroll 4
+      for (int m = 0; m < 4; ++m) {
+        // lanes (u[m] 0, u[4+m] 0, u[m] 1, u[4+m] 1): columns m and 4 + m, all eight rows each;
+        // likewise lanes 2 and 3: columns 8 + m and 12 + m
+        const __m512 lo = _mm512_shuffle_f32x4(u[m], u[4 + m], _MM_SHUFFLE(1, 0, 1, 0));
+        const __m512 hi = _mm512_shuffle_f32x4(u[m], u[4 + m], _MM_SHUFFLE(3, 2, 3, 2));
+        const __m512 w[2] = {_mm512_shuffle_f32x4(lo, lo, _MM_SHUFFLE(3, 1, 2, 0)),
+                             _mm512_shuffle_f32x4(hi, hi, _MM_SHUFFLE(3, 1, 2, 0))};
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; ++h) {
+          const int j0 = 16 * v + 8 * h + m, j1 = j0 + 4;
+          if (j0 < cols) _mm256_storeu_ps(c + j0 * -ldc, _mm512_castps512_ps256(w[h]));
+          if (j1 < cols)  // the upper half (AVX-512F only: no DQ extract)
+            _mm256_storeu_ps(c + j1 * -ldc, _mm512_castps512_ps256(_mm512_shuffle_f32x4(w[h], w[h], 0xEE)));
+        }
+      }
+    }
   } else {  // C column-major: element (m, n) at c[n * -ldc + m]
     alignas(64) float tile[MR][16 * NV];
 #pragma GCC unroll 32
