@@ -199,8 +199,11 @@ inline void neighbours(const float* x, const Shape& s, int64_t f, int64_t c, con
 }
 
 // Rows of channels per block of for_each_xs_row: the block's rows of three frames of x stay in a
-// core's L2 (~50 KB a frame on large maps); on maps under 128 pixels all of a frame's channels.
-inline int64_t xs_block_rows(const Shape& s) { return s.p >= 512 ? 16 : s.p >= 128 ? 64 : s.c; }
+// core's L2 (~50 KB a frame on large maps), and so does the block's part of ME's squeeze weight
+// (r x rows) across the frames of a run: on small maps W is larger than a frame of x (r / P times:
+// 8x at layer 4), and blocks of all channels read all of it for every frame (~-0.3 ms a train step
+// with 128 rows there, benchmarks/kernel_timers.py --rev).
+inline int64_t xs_block_rows(const Shape& s) { return s.p >= 512 ? 16 : s.p >= 128 ? 64 : 128; }
 
 // The rows of xs = shift(x): row (f, c) is written into `keep` (a full-size tensor) or, when that is
 // null, into a per-thread buffer, then handed to row_fn(f, c, row); block_done(f, c0, c1) follows
