@@ -109,7 +109,8 @@ def main() -> None:
         ms = mod.kernel_products_time(args.clips, args.frames, c, hw, hw, args.repeats)
         gmac = max(1, c // 16) * c * hw * hw * nt / 1e9
         rates = "".join(f"{gmac / v * 1e3:>8.1f}" for v in ms)
-        print(f"{c:>5}{f'{hw}x{hw}':>7}{count:>8} | {'':>14}" + "".join(f"{v:>8.3f}" for v in ms) + f" | {'':>7}{rates}")
+        times = "".join(f"{v:>8.3f}" for v in ms)
+        print(f"{c:>5}{f'{hw}x{hw}':>7}{count:>8} | {'':>14}{times} | {'':>7}{rates}")
         total = [a + count * v for a, v in zip(total, ms)]
     print(f"per train step (all modules): squeeze {total[0]:.2f} ms, dW {total[1]:.2f} ms, E {total[2]:.2f} ms")
     a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
