@@ -391,7 +391,7 @@ struct View {
 // its own rows 64 floats ahead (into the next frame near a frame's end); else the next tile's.
 template <int MR, int NV, bool kAhead = false>
 inline void gemm_tile(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, __mmask16 last, bool add,
-                      bool stream) {
+                      bool stream, bool add_after = false) {
   __m512 acc[MR][NV];
 #pragma GCC unroll 32
   for (int i = 0; i < MR; ++i)
@@ -434,7 +434,9 @@ inline void gemm_tile(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t
       for (int v = 0; v < NV; ++v) {
         float* out = c + i * ldc + 16 * v;
         const __mmask16 k = v + 1 < NV ? __mmask16(0xFFFF) : last;
-        if (stream && k == __mmask16(0xFFFF) && (reinterpret_cast<uintptr_t>(out) & 63) == 0)
+        if (add_after)  // C += the product, summed apart
+          _mm512_mask_storeu_ps(out, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, out), acc[i][v]));
+        else if (stream && k == __mmask16(0xFFFF) && (reinterpret_cast<uintptr_t>(out) & 63) == 0)
           _mm512_stream_ps(out, acc[i][v]);  // a whole cache line, past the caches
         else
           _mm512_mask_storeu_ps(out, k, acc[i][v]);
@@ -490,32 +492,37 @@ inline void gemm_tile(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t
 // Rows m0..m1 of one column strip (16*NV columns), MR rows at a time.
 template <int MR, int NV, bool kAhead = false>
 void gemm_strip(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, int64_t m0, int64_t m1,
-                __mmask16 last, bool add, bool stream) {
+                __mmask16 last, bool add, bool stream, bool add_after = false) {
   const int64_t step = ldc > 0 ? ldc : 1;  // from row m to row m + 1 of C
   int64_t m = m0;
   for (; m + MR <= m1; m += MR)
-    gemm_tile<MR, NV, kAhead>(a.at(m, 0), b, c + m * step, ldc, nf, k_len, last, add, stream);
+    gemm_tile<MR, NV, kAhead>(a.at(m, 0), b, c + m * step, ldc, nf, k_len, last, add, stream, add_after);
   if constexpr (MR > 3)  // the rest three rows at a time where it can: B is read a third as often
     for (; m + 3 <= m1; m += 3)
-      gemm_tile<3, NV, kAhead>(a.at(m, 0), b, c + m * step, ldc, nf, k_len, last, add, stream);
-  for (; m < m1; ++m) gemm_tile<1, NV, kAhead>(a.at(m, 0), b, c + m * step, ldc, nf, k_len, last, add, stream);
+      gemm_tile<3, NV, kAhead>(a.at(m, 0), b, c + m * step, ldc, nf, k_len, last, add, stream, add_after);
+  for (; m < m1; ++m)
+    gemm_tile<1, NV, kAhead>(a.at(m, 0), b, c + m * step, ldc, nf, k_len, last, add, stream, add_after);
 }
 
 // `add`: C (row-major) += the product, each element's sum continued from its stored value (a
 // product over K = K1 + K2 in two calls sums exactly as one call). `stream`: C (row-major) written
 // with non-temporal stores where whole aligned lines are, for results nothing reads soon (the
-// weight gradients); the caller orders them (_mm_sfence) before C is read.
+// weight gradients); the caller orders them (_mm_sfence) before C is read. `add_after`: C
+// (row-major) += the product summed on its own, c = c + (sum), as a product stored and then added.
 void gemm(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, int64_t n, int64_t m0, int64_t m1,
-          bool add = false, bool stream = false) {
+          bool add = false, bool stream = false, bool add_after = false) {
   const int64_t col = ldc > 0 ? 1 : -ldc;  // from column j to column j + 1 of C
   int64_t j = 0;
   for (; j + 48 <= n; j += 48)
-    gemm_strip<8, 3>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, 0xFFFF, add, stream);
+    gemm_strip<8, 3>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, 0xFFFF, add, stream, add_after);
   const int64_t rest = n - j;  // 0..47 columns left: one strip of 1-3 vectors
   const __mmask16 last = rest % 16 ? __mmask16((1u << (rest % 16)) - 1u) : __mmask16(0xFFFF);
-  if (rest > 32) gemm_strip<8, 3>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last, add, stream);
-  else if (rest > 16) gemm_strip<12, 2>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last, add, stream);
-  else if (rest > 0) gemm_strip<8, 1>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last, add, stream);
+  if (rest > 32)
+    gemm_strip<8, 3>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last, add, stream, add_after);
+  else if (rest > 16)
+    gemm_strip<12, 2>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last, add, stream, add_after);
+  else if (rest > 0)
+    gemm_strip<8, 1>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last, add, stream, add_after);
 }
 
 // gemm() where A's rows are long streams, contiguous along k (a.cs = 1), over many frames: ME's
@@ -536,7 +543,7 @@ void gemm_long_a(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_le
 }
 #else
 void gemm(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, int64_t n, int64_t m0, int64_t m1,
-          bool add = false, bool /*stream*/ = false) {
+          bool add = false, bool /*stream*/ = false, bool add_after = false) {
   std::vector<float> row(n);
   for (int64_t m = m0; m < m1; ++m) {
     if (add) for (int64_t j = 0; j < n; ++j) row[j] = c[m * ldc + j];
@@ -548,6 +555,7 @@ void gemm(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, int6
 #pragma omp simd
         for (int64_t j = 0; j < n; ++j) row[j] += av * brow[j];
       }
+    if (add_after) for (int64_t j = 0; j < n; ++j) row[j] = c[m * ldc + j] + row[j];
     for (int64_t j = 0; j < n; ++j) c[ldc > 0 ? m * ldc + j : j * -ldc + m] = row[j];
   }
 }
@@ -1759,7 +1767,7 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
     nblocks = (s.c + block - 1) / block;
     const View wt{me ? me_sq.data_ptr<float>() : nullptr, 0, 1, s.c};  // W^T (C, r)
     at::parallel_for(0, nblocks, 1, [&](int64_t bb, int64_t be) {
-      std::vector<float> bufs(3 * block * s.p), ebuf(dsqp ? block * s.p : 0);
+      std::vector<float> bufs(3 * block * s.p), ebuf(dsqp && s.p < 64 ? block * s.p : 0);  // E^T (small maps)
       std::vector<double> acc(3 * block);
       for (int64_t blk = bb; blk < be; ++blk) {
         const int64_t c0 = blk * block, c1 = std::min(s.c, c0 + block), nc = c1 - c0;
@@ -1768,12 +1776,12 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
         auto make_g = [&](int64_t f, float* out) {
           const float* gsf = gs ? gs + f * s.p : nullptr;
           const float* dcmf = dcm ? dcm + f * s.p : nullptr;
-          // E rows c0..c1 of frame f: (nc, r) @ dsq[f] (r, P); on small maps (short rows, a
-          // poor fit for 16-float vectors) as E^T (P, nc) = dsq[f]^T (P, r) @ W[:, c0..c1], stored
-          // column-major. Same sums in the same order either way.
-          if (dsqp && s.p >= 64)
-            gemm(wt.at(c0, 0), {dsqp + f * r_me * s.p, 0, s.p, 1}, ebuf.data(), s.p, 1, r_me, s.p, 0, c1 - c0);
-          else if (dsqp)
+          // E rows c0..c1 of frame f: (nc, r) @ dsq[f] (r, P), added to G's rows by the product's
+          // tiles (below); on small maps (short rows, a poor fit for 16-float vectors) as E^T (P, nc)
+          // = dsq[f]^T (P, r) @ W[:, c0..c1], stored column-major and added row by row. Same sums
+          // in the same order either way.
+          const bool e_in_tiles = dsqp && s.p >= 64;
+          if (dsqp && !e_in_tiles)
             gemm({dsqtp + f * s.p * r_me, 0, r_me, 1}, {wt.p + c0, 0, s.c, 1}, ebuf.data(), -s.p, 1, r_me, c1 - c0, 0,
                  s.p);
           for (int64_t c = c0; c < c1; ++c) {
@@ -1789,12 +1797,14 @@ std::vector<Tensor> action_backward(Tensor g, Tensor x, Tensor k, int64_t t, boo
 #pragma omp simd
               for (int64_t i = 0; i < s.p; ++i) o[i] = gr[i] * a + add;
             }
-            if (dsqp) {
+            if (dsqp && !e_in_tiles) {
               const float* er = ebuf.data() + (c - c0) * s.p;
 #pragma omp simd
               for (int64_t i = 0; i < s.p; ++i) o[i] += er[i];
             }
           }
+          if (e_in_tiles)  // G += E, each element as o[i] += E[i] above
+            gemm(wt.at(c0, 0), {dsqp + f * r_me * s.p, 0, s.p, 1}, out, s.p, 1, r_me, s.p, 0, nc, false, false, true);
         };
         for (int64_t n = 0; n < s.n; ++n) {
           float* prev = bufs.data();
