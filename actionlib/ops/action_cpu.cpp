@@ -504,6 +504,26 @@ void gemm_strip(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len
     gemm_tile<1, NV, kAhead>(a.at(m, 0), b, c + m * step, ldc, nf, k_len, last, add, stream, add_after);
 }
 
+// The column strips of gemm() and gemm_long_a(): 48 columns at a time, then one strip of 1-3
+// vectors; one-vector strips take kOneRows rows at a time.
+template <bool kAhead, int kOneRows>
+void gemm_strips(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, int64_t n, int64_t m0, int64_t m1,
+                 bool add, bool stream, bool add_after) {
+  const int64_t col = ldc > 0 ? 1 : -ldc;  // from column j to column j + 1 of C
+  int64_t j = 0;
+  for (; j + 48 <= n; j += 48)
+    gemm_strip<8, 3, kAhead>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, 0xFFFF, add, stream, add_after);
+  const int64_t rest = n - j;  // 0..47 columns left: one strip of 1-3 vectors
+  const __mmask16 last = rest % 16 ? __mmask16((1u << (rest % 16)) - 1u) : __mmask16(0xFFFF);
+  if (rest > 32)
+    gemm_strip<8, 3, kAhead>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last, add, stream, add_after);
+  else if (rest > 16)
+    gemm_strip<12, 2, kAhead>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last, add, stream, add_after);
+  else if (rest > 0)
+    gemm_strip<kOneRows, 1, kAhead>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last, add, stream,
+                                    add_after);
+}
+
 // `add`: C (row-major) += the product, each element's sum continued from its stored value (a
 // product over K = K1 + K2 in two calls sums exactly as one call). `stream`: C (row-major) written
 // with non-temporal stores where whole aligned lines are, for results nothing reads soon (the
@@ -511,18 +531,7 @@ void gemm_strip(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len
 // (row-major) += the product summed on its own, c = c + (sum), as a product stored and then added.
 void gemm(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, int64_t n, int64_t m0, int64_t m1,
           bool add = false, bool stream = false, bool add_after = false) {
-  const int64_t col = ldc > 0 ? 1 : -ldc;  // from column j to column j + 1 of C
-  int64_t j = 0;
-  for (; j + 48 <= n; j += 48)
-    gemm_strip<8, 3>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, 0xFFFF, add, stream, add_after);
-  const int64_t rest = n - j;  // 0..47 columns left: one strip of 1-3 vectors
-  const __mmask16 last = rest % 16 ? __mmask16((1u << (rest % 16)) - 1u) : __mmask16(0xFFFF);
-  if (rest > 32)
-    gemm_strip<8, 3>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last, add, stream, add_after);
-  else if (rest > 16)
-    gemm_strip<12, 2>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last, add, stream, add_after);
-  else if (rest > 0)
-    gemm_strip<8, 1>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last, add, stream, add_after);
+  gemm_strips<false, 8>(a, b, c, ldc, nf, k_len, n, m0, m1, add, stream, add_after);
 }
 
 // gemm() where A's rows are long streams, contiguous along k (a.cs = 1), over many frames: ME's
@@ -531,15 +540,7 @@ void gemm(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, int6
 // Isolated at layer 1 (xs from memory, one core): 52 -> 64 GMAC/s. The same sums in the same order.
 void gemm_long_a(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, int64_t n, int64_t m0,
                  int64_t m1) {
-  const int64_t col = ldc > 0 ? 1 : -ldc;
-  int64_t j = 0;
-  for (; j + 48 <= n; j += 48)
-    gemm_strip<8, 3, true>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, 0xFFFF, false, false);
-  const int64_t rest = n - j;
-  const __mmask16 last = rest % 16 ? __mmask16((1u << (rest % 16)) - 1u) : __mmask16(0xFFFF);
-  if (rest > 32) gemm_strip<8, 3, true>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last, false, false);
-  else if (rest > 16) gemm_strip<12, 2, true>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last, false, false);
-  else if (rest > 0) gemm_strip<16, 1, true>(a, b.at(0, j), c + j * col, ldc, nf, k_len, m0, m1, last, false, false);
+  gemm_strips<true, 16>(a, b, c, ldc, nf, k_len, n, m0, m1, false, false, false);
 }
 #else
 void gemm(View a, View b, float* c, int64_t ldc, int64_t nf, int64_t k_len, int64_t n, int64_t m0, int64_t m1,
