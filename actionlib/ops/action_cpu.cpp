@@ -1192,22 +1192,25 @@ void nchw_stats_of_x(const float* xp, const float* kp, const float* k0, const fl
   at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
     for (int64_t f = b; f < e; ++f) {
       const float* xf = xp + f * s.c * s.p;
-      if (cmp) gemm(k_t, {xf, 0, s.p, 1}, dots.get() + f * 3 * s.p, s.p, 1, s.c, s.p, 0, 3);
-      if (!sums) continue;
-      float* bf = base.get() + f * 9 * s.c;
-      int64_t c = 0;
+      // the sums first: they read the frame row by row from memory (a stream the hardware
+      // prefetches), and the dots' column strips then find it in L2
+      if (sums) {
+        float* bf = base.get() + f * 9 * s.c;
+        int64_t c = 0;
 #if defined(__AVX512F__)
-      if (s.p <= kLanesMaxP)  // short rows: 16 maps at a time
-        for (; c + 16 <= s.c; c += 16) base_sums_16(xf + c * s.p, s, rsxp != nullptr, bf + c, s.c);
+        if (s.p <= kLanesMaxP)  // short rows: 16 maps at a time
+          for (; c + 16 <= s.c; c += 16) base_sums_16(xf + c * s.p, s, rsxp != nullptr, bf + c, s.c);
 #endif
-      for (; c < s.c; ++c) {
-        const float* m = xf + c * s.p;
-        bf[c] = sum_row(m, s.p);
-        if (!rsxp) continue;
-        float edges[8];
-        edge_sums(m, s, edges);
-        for (int j = 0; j < 8; ++j) bf[(1 + j) * s.c + c] = edges[j];
+        for (; c < s.c; ++c) {
+          const float* m = xf + c * s.p;
+          bf[c] = sum_row(m, s.p);
+          if (!rsxp) continue;
+          float edges[8];
+          edge_sums(m, s, edges);
+          for (int j = 0; j < 8; ++j) bf[(1 + j) * s.c + c] = edges[j];
+        }
       }
+      if (cmp) gemm(k_t, {xf, 0, s.p, 1}, dots.get() + f * 3 * s.p, s.p, 1, s.c, s.p, 0, 3);
     }
   });
   stats_from_sums_of_x(dots.get(), 1, s.p, base.get(), k0, k1, k2, s, cmp, smp, rsxp);
