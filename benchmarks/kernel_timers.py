@@ -181,5 +181,6 @@ def main() -> None:
     table("this tree's kernel (its steps alternating with those above)", names, ms["tree"])
     table(f"this tree - {args.rev}", names, ms["tree"] - ms["rev"])
 
+
 if __name__ == "__main__":
     main()
