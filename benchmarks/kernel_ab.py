@@ -88,14 +88,29 @@ def kernel_at(rev: str, name: str = "action_module_ab"):
         sys.exit(f"kernel_ab: the kernel at {rev} did not build (see the warning above)")
     if not hasattr(mod, "action_infer"):  # before 2026-11-25's inference entry, which this tree's wrapper calls
         mod.action_infer = functools.partial(_infer_by_forward, mod)
+    elif not hasattr(mod, "relu_stats"):  # before 2026-11-26's first sums (action_infer's last argument)
+        mod.action_infer = functools.partial(_infer_without_sums, mod.action_infer)
+    if not hasattr(mod, "relu_stats"):
+        mod.relu_stats = _no_relu_stats
     return mod
+
+
+def _infer_without_sums(infer, x: torch.Tensor, *args):
+    """``action_infer`` of a kernel that takes no first sums (:func:`_no_relu_stats` gives none):
+    its 19 arguments after ``x`` (a revision's own wrapper, ``--wrapper``, passes no more)."""
+    return infer(x, *args[:19])
+
+
+def _no_relu_stats(*args) -> None:
+    """``relu_stats`` for a kernel without it: no sums (the wrapper then runs ``torch.relu_``)."""
+    return None
 
 
 def _infer_by_forward(mod, x: torch.Tensor, *args):
     """``action_infer`` for a kernel without it: its forward without the cache, output only (one
     Python call more per module than the revision's own wrapper made: ``--wrapper`` avoids it)."""
     forward = mod.action_forward if x.is_contiguous() else mod.action_forward_nhwc
-    return forward(x, *args, False)[0]
+    return forward(x, *args[:19], False)[0]
 
 
 def wrapper_at(rev: str, kern: ModuleType) -> ModuleType:

@@ -409,6 +409,90 @@ def test_model_training_step_same_on_both_paths(kernel, monkeypatch):
         assert rel_err(a.grad, b.grad) < 1e-3, name
 
 
+def bits(t):
+    return t.contiguous().view(torch.int32)
+
+
+@pytest.mark.parametrize("paths", ALL_SUBSETS, ids=lambda p: "+".join(p))
+@pytest.mark.parametrize("shape", [SHAPES[0], SHAPES[3], SHAPES[5], (2, 4, 32, 8, 8)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_relu_input_hands_the_first_sums_on(kernel, paths, shape):
+    """``relu_input_`` (the ReLU that closes the residual block before an ACTION module) is
+    ``torch.relu_`` in place, and in inference takes the module's first sums in the same pass: the
+    module's output is then bitwise the one it computes from the rectified input itself."""
+    n, t, c, h, w = shape
+    m = randomised(c, t, paths).eval()
+    z = torch.randn(n * t, c, h, w)
+    z[0, 0, 0, :2] = torch.tensor([-0.0, 0.0])
+    with torch.no_grad():
+        x_ref = torch.relu_(z.clone())
+        out_ref = m(x_ref)
+        x = z.clone()
+        assert m.relu_input_(x) is x
+        assert torch.equal(bits(x), bits(x_ref))
+        owner, _, first = x._action_first_sums
+        assert owner is m and first.numel() > 0
+        assert torch.equal(bits(m(x)), bits(out_ref))
+
+
+def test_relu_input_handles_special_values_like_relu(kernel, portable_build, monkeypatch):
+    """NaN, infinities and signed zeros come out of ``relu_input_`` as out of ``torch.relu_``, with
+    and without AVX-512."""
+    m = randomised(16, 2, PATHS).eval()
+    z = torch.randn(4, 16, 3, 5)
+    z.view(-1)[:6] = torch.tensor([float("nan"), -0.0, 0.0, float("inf"), -float("inf"), -1e-40])
+    for build in (_kernel.kernels(), portable_build):
+        monkeypatch.setattr(_kernel, "kernels", lambda b=build: b)
+        with torch.no_grad():
+            x = m.relu_input_(z.clone())
+        assert hasattr(x, "_action_first_sums")
+        assert torch.equal(bits(x), bits(torch.relu_(z.clone())))
+
+
+def test_handed_sums_give_way(kernel):
+    """The sums go only to the module they were taken for, and only while its input is as
+    ``relu_input_`` left it: changed in place, or in training, the module takes its own."""
+    torch.manual_seed(0)
+    m, other = randomised(32, 4, PATHS).eval(), randomised(32, 4, PATHS, seed=1).eval()
+    z = torch.randn(8, 32, 5, 5)
+    with torch.no_grad():
+        x = m.relu_input_(z.clone())
+        assert torch.equal(other(x), other(torch.relu(z)))  # not its sums
+        x.mul_(2)  # after the sums were taken
+        assert torch.equal(m(x), m(torch.relu(z) * 2))
+    x = m.relu_input_(z.clone())  # grad mode: the plain ReLU, nothing handed on
+    assert not hasattr(x, "_action_first_sums") and torch.equal(x, torch.relu(z))
+    with torch.inference_mode():  # inference tensors keep no version counter: nothing handed on
+        x = m.relu_input_(z.clone())
+        assert not hasattr(x, "_action_first_sums") and torch.equal(x, torch.relu(z))
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet50"])
+def test_blocks_before_action_modules_hand_on_bitwise(kernel, backbone):
+    """In ACTION ResNets each residual block followed by an ACTION module closes with the module's
+    ``relu_input_``: the model's output is bitwise that of torchvision's blocks, the parameters and
+    their names are theirs, and a deep copy links its own modules."""
+    torch.manual_seed(0)
+    model = actionlib.build_model("action", backbone, 5, 4).eval()
+    stock = copy.deepcopy(model)
+    feats = [model.backbone, stock.backbone]
+    blocks = [[b for name in ("layer1", "layer2", "layer3", "layer4") for b in getattr(f, name)] for f in feats]
+    linked = [b for b in blocks[0] if "next_temporal" in b.__dict__]
+    assert len(linked) == len(blocks[0]) - 1  # all but the last block feed a module
+    for block, following, twin in zip(blocks[0], blocks[0][1:], blocks[1]):
+        assert block.next_temporal is following.conv1.temporal
+        assert isinstance(block, type(block).__mro__[1])  # a torchvision block still
+        twin.__class__ = type(block).__mro__[1]  # the copy: torchvision's forward
+        assert twin.next_temporal is not block.next_temporal  # the copy's own module
+    assert model.state_dict().keys() == stock.state_dict().keys()
+    x = torch.randn(1, 4, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), stock(x))
+    for arch in ("tsn", "tsm"):
+        other = actionlib.build_model(arch, backbone, 5, 4).backbone
+        assert not any("next_temporal" in b.__dict__ for b in other.modules())
+
+
 def test_outputs_reuse_freed_blocks(kernel):
     """Outputs autograd keeps come from the kernel's block cache: a freed output's block serves the
     next such call of that size, a live one is never handed out again, and clear_buffer_cache()

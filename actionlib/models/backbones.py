@@ -39,6 +39,62 @@ class Inserted(nn.Module):
         return self.net(self.temporal(x))
 
 
+class BottleneckIntoTemporal(torchvision.models.resnet.Bottleneck):
+    """torchvision's ``Bottleneck`` whose closing ReLU is ``next_temporal.relu_input_``: the
+    temporal block of the next residual block, which reads this block's output, may take what it
+    needs of the output in the same pass (``ActionModule.relu_input_``). torchvision's computation
+    and numbers, parameters and names; made by :func:`link_blocks`."""
+
+    next_temporal: nn.Module  # in the instance's __dict__, not a submodule (it is the next block's)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.next_temporal.relu_input_(out)
+
+
+class BasicBlockIntoTemporal(torchvision.models.resnet.BasicBlock):
+    """torchvision's ``BasicBlock`` (ResNet-18/34) as :class:`BottleneckIntoTemporal`."""
+
+    next_temporal: nn.Module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.next_temporal.relu_input_(out)
+
+
+_INTO_TEMPORAL = {
+    torchvision.models.resnet.Bottleneck: BottleneckIntoTemporal,
+    torchvision.models.resnet.BasicBlock: BasicBlockIntoTemporal,
+}
+
+
+def link_blocks(features: "ResNetFeatures") -> int:
+    """Let each residual block whose output goes into a temporal block with a ``relu_input_``
+    (the ACTION module, at the next block's ``conv1``) close with that method instead of its ReLU:
+    the block becomes its ``*IntoTemporal`` subclass, in place. Returns how many were linked."""
+    blocks = [b for stage in (features.layer1, features.layer2, features.layer3, features.layer4) for b in stage]
+    linked = 0
+    for block, following in zip(blocks, blocks[1:]):
+        inserted = following.conv1
+        temporal = inserted.temporal if isinstance(inserted, Inserted) else None
+        if hasattr(temporal, "relu_input_") and type(block) in _INTO_TEMPORAL:
+            block.__class__ = _INTO_TEMPORAL[type(block)]
+            block.__dict__["next_temporal"] = temporal  # not registered: it is a submodule of `following`
+            linked += 1
+    return linked
+
+
 @dataclass(frozen=True)
 class InsertionPoint:
     """One place for a temporal block: a name, the channels there, its stage (1..4) and the
@@ -174,6 +230,7 @@ def insert_temporal(
             if point.name in wanted:
                 block.conv1 = Inserted(make_block(point.channels), block.conv1)
                 names.append(point.name + ".temporal")
+        link_blocks(features)
     elif isinstance(features, MobileNetV2Features):
         for point, block in _mobilenet_points(features):
             if point.name in wanted:

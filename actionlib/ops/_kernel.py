@@ -9,8 +9,12 @@ the shift weights' gradient. The gate networks (STE's 3x3x3 conv, CE's MLP, ME's
 depthwise conv) run inside the kernel on small tensors, without per-op autograd nodes. Every
 matrix product runs in the kernel's own register-tiled AVX-512 loops. In evaluation (BatchNorm
 on running statistics) ME needs only nine region sums of the squeezed map, which are the squeeze
-of the region sums of the shifted map: the full-size squeeze is skipped. The input gradient, and
-the output where autograd keeps it, come from a cache of blocks (:func:`clear_buffer_cache`).
+of the region sums of the shifted map: the full-size squeeze is skipped. In inference the
+statistics are taken of x itself (they are linear in it); inside a ResNet they come with x from
+the ReLU that closes the block before the module (:func:`relu_stats`,
+``ActionModule.relu_input_``), taken in the pass that writes x, and the module skips its own read
+of x. The input gradient, and the output where autograd keeps it, come from a cache of blocks
+(:func:`clear_buffer_cache`).
 Channels_last input has its own passes (pixels as rows of C channels; output and input gradient
 channels_last, nothing converted), sharing the gate networks with the NCHW ones. Same numbers as
 the PyTorch path up to float rounding (tests compare outputs, every gradient and the BatchNorm
@@ -37,7 +41,7 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from .. import _cpp
 
-_FUNCTIONS = ("action_forward", "action_infer", "action_backward", "action_train", "clear_buffer_cache")
+_FUNCTIONS = ("action_forward", "action_infer", "action_backward", "action_train", "clear_buffer_cache", "relu_stats")
 
 
 @functools.cache
@@ -89,6 +93,7 @@ class _Plan(NamedTuple):
     bn: torch.nn.BatchNorm2d | None  # ME's (None without ME)
     eps: float  # its eps when the plan was made
     infer_args: tuple | None  # the kernel's arguments after x on running statistics (inference)
+    no_sums: torch.Tensor  # action_infer's last argument where no first sums are given
 
 
 def _kept(module) -> _Plan | None:
@@ -134,7 +139,7 @@ def _make_plan(module) -> _Plan | None:
         infer_args = (k, module.num_segments, *flags, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, rm, rv,
                       False, 0.0, eps, me_dw, me_ex)  # fmt: skip
     owners = tuple((d, n, d.get(n)) for d, n in owners)
-    return _Plan(weights, flags, owners, bn, eps, infer_args)
+    return _Plan(weights, flags, owners, bn, eps, infer_args, weights[0].new_empty(0))
 
 
 def _plan_holds(plan: _Plan) -> bool:
@@ -180,10 +185,10 @@ def _weights(module) -> tuple[torch.Tensor, ...]:
     return tuple(weights)
 
 
-def infer(module, x: torch.Tensor) -> torch.Tensor | None:
-    """``module(x)`` in inference through the compiled kernel, with the arguments its plan keeps
-    (:func:`_kept`); ``None`` where this does not apply (grad mode on, ME's BatchNorm in training
-    or without running statistics, or what :func:`usable` rules out)."""
+def _infer_plan(module, x: torch.Tensor) -> tuple[ModuleType, _Plan] | None:
+    """The kernels and ``module``'s plan where its inference call on ``x`` goes through the kernel:
+    grad mode off, ME's BatchNorm (if any) in evaluation with running statistics, and what
+    :func:`usable` asks for; else ``None``."""
     if torch.is_grad_enabled() or x.dim() != 4:
         return None
     mod = _kernels_for(x)
@@ -192,9 +197,33 @@ def infer(module, x: torch.Tensor) -> torch.Tensor | None:
         return None
     if x.shape[0] % module.num_segments:
         return None
-    if x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last):
-        return mod.action_infer(x, *plan.infer_args)  # the output alone: nothing else is allocated as a tensor
+    return mod, plan
+
+
+def infer(module, x: torch.Tensor, first: torch.Tensor | None = None) -> torch.Tensor | None:
+    """``module(x)`` in inference through the compiled kernel, with the arguments its plan keeps
+    (:func:`_kept`); ``None`` where this does not apply (:func:`_infer_plan`). ``first``: what
+    :func:`relu_stats` took of this ``x`` for ``module`` (the module's first pass is skipped)."""
+    found = _infer_plan(module, x)
+    if found is None:
+        return None
+    mod, plan = found
+    if x.is_contiguous() or (first is None and x.is_contiguous(memory_format=torch.channels_last)):
+        # the output alone: nothing else is allocated as a tensor
+        return mod.action_infer(x, *plan.infer_args, plan.no_sums if first is None else first)
     return None
+
+
+def relu_stats(module, z: torch.Tensor) -> torch.Tensor | None:
+    """``torch.relu_(z)`` and, in the same pass over ``z``, the sums that ``module``'s inference
+    call on the result reads first (give them to :func:`infer` as ``first``). ``None``, and ``z``
+    untouched, where the kernel does not run that call or ``z`` is not NCHW-contiguous."""
+    found = _infer_plan(module, z)
+    if found is None or not z.is_contiguous() or z.shape[1] != module.channels:
+        return None
+    mod, plan = found
+    ste, ce, me = plan.flags
+    return mod.relu_stats(z, plan.weights[0], module.num_segments, ste, ce, me)
 
 
 def action(module, x: torch.Tensor) -> torch.Tensor | None:
@@ -222,4 +251,4 @@ def action(module, x: torch.Tensor) -> torch.Tensor | None:
     if torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in plan.weights)):
         return mod.action_train(x, *args)  # one autograd node, made in C++ (its backward: action_backward)
     with torch.no_grad():  # inference: nothing saved (x is NCHW-contiguous or channels_last)
-        return mod.action_infer(x, *args)
+        return mod.action_infer(x, *args, plan.no_sums)

@@ -165,9 +165,23 @@ class ActionModule(nn.Module):
         d = F.pad(g_mean[:, 1:] - f_mean[:, :-1], (0, 0, 0, 1))  # (N, T, r), d[T-1] = 0
         return torch.sigmoid(_linear(d.reshape(nt, r), self.me_expand)).view(nt, self.channels, 1, 1)
 
+    def relu_input_(self, z: torch.Tensor) -> torch.Tensor:
+        """``torch.relu_(z)``, where the result is this module's next input: the ReLU that closes
+        the residual block before it (``backbones.link_blocks``). In inference through the kernel
+        the same pass over ``z`` takes the sums this module's first pass would read of it (its
+        statistics are linear in its input); they go with ``z``, checked by its version counter,
+        and the module's call skips that pass. The same numbers either way."""
+        first = None if torch.is_grad_enabled() or z.is_inference() else _kernel.relu_stats(self, z)
+        if first is None:
+            return torch.relu_(z)
+        z._action_first_sums = (self, z._version, first)
+        return z
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.is_grad_enabled():  # inference: the kernel's call, its arguments kept
-            out = _kernel.infer(self, x)
+            handed = getattr(x, "_action_first_sums", None)  # relu_input_'s, if x is as it left it
+            first = handed[2] if handed is not None and handed[0] is self and handed[1] == x._version else None
+            out = _kernel.infer(self, x, first)
             if out is not None:
                 return out
         t = self.num_segments

@@ -1182,38 +1182,91 @@ void transpose_matrix(const float* src, int64_t rows, int64_t cols, float* dst) 
     for (int64_t i = i0; i < rows; ++i) dst[j * rows + i] = src[i * cols + j];
 }
 
-// stats_from_sums_of_x for NCHW x: per frame, D (3, P) = [k0; k1; k2] (3, C) @ x[f] (C, P) as one
-// product, and the base sums of each row.
-void nchw_stats_of_x(const float* xp, const float* kp, const float* k0, const float* k1, const float* k2,
-                     const Shape& s, float* cmp, float* smp, float* rsxp) {
-  const bool sums = smp || rsxp;
-  std::unique_ptr<float[]> dots(new float[cmp ? s.nt * 3 * s.p : 0]), base(new float[sums ? s.nt * 9 * s.c : 0]);
+// a = max(0, a) in place, the numbers of torch.relu_ (NaN and -0 kept: MAXPS returns its second
+// operand where either is NaN and where both are zeros).
+void relu_inplace(float* a, int64_t n) {
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  const __m512 zero = _mm512_setzero_ps();
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(a + i, _mm512_max_ps(zero, _mm512_loadu_ps(a + i)));
+  if (i < n) {
+    const __mmask16 k = __mmask16((1u << (n - i)) - 1u);
+    _mm512_mask_storeu_ps(a + i, k, _mm512_max_ps(zero, _mm512_maskz_loadu_ps(k, a + i)));
+  }
+#endif
+  for (; i < n; ++i) a[i] = a[i] < 0.f ? 0.f : a[i];
+}
+
+// The statistics nchw_stats_of_x takes of one frame xf (C, P), by blocks of channels (whole
+// multiples of 16 maps, ~128 KB): each block's base sums into bf (the maps' sums at bf[c], with
+// `edges` the edge sums e[j] at bf[(1 + j) * C + c]; bf null: none), and its part of the dots
+// df (3, P) = [k0; k1; k2] (3, C) @ xf (C, P) (df null: none), the product continued from block to
+// block (the same sums as one product). The sums go first: they read the block row by row, a
+// stream the hardware prefetches, and the dots' column strips then find it in the cache. With
+// `relu`, each block is first rectified in place (relu_inplace): the statistics of the block
+// just written, read while its rows are still in the cache.
+void nchw_frame_stats(float* xf, View k_t, const Shape& s, bool relu, float* bf, bool edges, float* df) {
+  const int64_t block = std::max<int64_t>(16, (32768 / s.p) / 16 * 16);
+  for (int64_t c0 = 0; c0 < s.c; c0 += block) {
+    const int64_t c1 = std::min(s.c, c0 + block);
+    float* xb = xf + c0 * s.p;
+    if (relu) relu_inplace(xb, (c1 - c0) * s.p);
+    if (bf) {
+      int64_t c = c0;
+#if defined(__AVX512F__)
+      if (s.p <= kLanesMaxP)  // short rows: 16 maps at a time
+        for (; c + 16 <= c1; c += 16) base_sums_16(xf + c * s.p, s, edges, bf + c, s.c);
+#endif
+      for (; c < c1; ++c) {
+        const float* m = xf + c * s.p;
+        bf[c] = sum_row(m, s.p);
+        if (!edges) continue;
+        float e[8];
+        edge_sums(m, s, e);
+        for (int j = 0; j < 8; ++j) bf[(1 + j) * s.c + c] = e[j];
+      }
+    }
+    if (df) gemm(k_t.at(0, c0), {xb, 0, s.p, 1}, df, s.p, 1, c1 - c0, s.p, 0, 3, c0 > 0);
+  }
+}
+
+// What nchw_stats_of_x takes of x before stats_from_sums_of_x, in one block of floats: the dots
+// (NT, 3, P) where the channel mean is wanted (`dots`), then the base sums (NT, 9, C) where the
+// spatial mean or ME's region sums are (`sums`).
+struct FirstSums {
+  int64_t dots_len, base_len;
+  FirstSums(const Shape& s, bool dots, bool sums)
+      : dots_len(dots ? s.nt * 3 * s.p : 0), base_len(sums ? s.nt * 9 * s.c : 0) {}
+  int64_t size() const { return dots_len + base_len; }
+};
+
+// nchw_frame_stats of every frame, in parallel, into `out` (FirstSums' layout); `relu`: x is
+// rectified in place on the way.
+void nchw_first_sums(float* xp, const float* kp, const Shape& s, bool relu, bool dots, bool sums, bool edges,
+                     float* out) {
+  const FirstSums fs(s, dots, sums);
   const View k_t{kp, 0, 1, 3};  // A (3, C): A(j, c) = k[c * 3 + j]
   at::parallel_for(0, s.nt, 1, [&](int64_t b, int64_t e) {
-    for (int64_t f = b; f < e; ++f) {
-      const float* xf = xp + f * s.c * s.p;
-      // the sums first: they read the frame row by row from memory (a stream the hardware
-      // prefetches), and the dots' column strips then find it in L2
-      if (sums) {
-        float* bf = base.get() + f * 9 * s.c;
-        int64_t c = 0;
-#if defined(__AVX512F__)
-        if (s.p <= kLanesMaxP)  // short rows: 16 maps at a time
-          for (; c + 16 <= s.c; c += 16) base_sums_16(xf + c * s.p, s, rsxp != nullptr, bf + c, s.c);
-#endif
-        for (; c < s.c; ++c) {
-          const float* m = xf + c * s.p;
-          bf[c] = sum_row(m, s.p);
-          if (!rsxp) continue;
-          float edges[8];
-          edge_sums(m, s, edges);
-          for (int j = 0; j < 8; ++j) bf[(1 + j) * s.c + c] = edges[j];
-        }
-      }
-      if (cmp) gemm(k_t, {xf, 0, s.p, 1}, dots.get() + f * 3 * s.p, s.p, 1, s.c, s.p, 0, 3);
-    }
+    for (int64_t f = b; f < e; ++f)
+      nchw_frame_stats(xp + f * s.c * s.p, k_t, s, relu, sums ? out + fs.dots_len + f * 9 * s.c : nullptr, edges,
+                       dots ? out + f * 3 * s.p : nullptr);
   });
-  stats_from_sums_of_x(dots.get(), 1, s.p, base.get(), k0, k1, k2, s, cmp, smp, rsxp);
+}
+
+// stats_from_sums_of_x for NCHW x: per frame, D (3, P) = [k0; k1; k2] (3, C) @ x[f] (C, P) and the
+// base sums of each row (nchw_first_sums), or `first`, those sums taken already (relu_stats).
+void nchw_stats_of_x(const float* xp, const float* kp, const float* k0, const float* k1, const float* k2,
+                     const Shape& s, float* cmp, float* smp, float* rsxp, const float* first = nullptr) {
+  const bool sums = smp || rsxp;
+  const FirstSums fs(s, cmp != nullptr, sums);
+  std::unique_ptr<float[]> own;
+  if (!first) {
+    own.reset(new float[fs.size()]);
+    // x is only read (relu false)
+    nchw_first_sums(const_cast<float*>(xp), kp, s, false, cmp != nullptr, sums, rsxp != nullptr, own.get());
+    first = own.get();
+  }
+  stats_from_sums_of_x(first, 1, s.p, first + fs.dots_len, k0, k1, k2, s, cmp, smp, rsxp);
 }
 
 // Returns {out, the Smalls block} (see action_backward), or without `keep` {out}.
@@ -1221,7 +1274,8 @@ std::vector<Tensor> forward_nchw(const Tensor& x, const Tensor& k, int64_t t, bo
                                  const Tensor& ste_w, const Tensor& ce_sq, const Tensor& ce_t, const Tensor& ce_ex,
                                  const Tensor& me_sq, const Tensor& bn_w, const Tensor& bn_b, const Tensor& bn_rm,
                                  const Tensor& bn_rv, bool batch_stats, double factor, double eps,
-                                 const Tensor& me_dw, const Tensor& me_ex, bool cache_out, bool keep) {
+                                 const Tensor& me_dw, const Tensor& me_ex, bool cache_out, bool keep,
+                                 const Tensor& first = Tensor()) {
   const Shape s = shape_of(x, t);
   CallMemory mem(x, s, ste, ce, me, ce ? ce_sq.size(0) : 0, me ? me_sq.size(0) : 0, batch_stats, keep);
   Scratch& scratch = mem.scratch;
@@ -1230,8 +1284,9 @@ std::vector<Tensor> forward_nchw(const Tensor& x, const Tensor& k, int64_t t, bo
   // With BatchNorm on running statistics (evaluation), ME needs only the nine region sums of its
   // squeezed map; the squeeze is linear, so they are W times the region sums of xs and the
   // full-size squeeze is skipped. xs is then kept only when the squeeze reads it: otherwise F1
-  // reduces it row by row, or in inference takes the statistics from x itself (nchw_stats_of_x),
-  // and F2 forms xs from x while writing the output.
+  // reduces it row by row, or in inference takes the statistics from x itself (nchw_stats_of_x;
+  // or `first`, what relu_stats took of x as it wrote it), and F2 forms xs from x while writing
+  // the output.
   const Stats st = stats_buffers(x, s, me, batch_stats, false, cache_out, mem.v, scratch);
   const bool squeeze = st.squeeze;
   float* xsp = fp(st.out);  // the output; holds xs between F1 and F2 when `squeeze`
@@ -1245,7 +1300,10 @@ std::vector<Tensor> forward_nchw(const Tensor& x, const Tensor& k, int64_t t, bo
   // records (training, CAMs), row by row of xs: the numbers results/ were computed with.
   if (!squeeze && !cache_out) {
     const float* kt = shift_rows(k, s.c, scratch.floats(3 * s.c));
-    nchw_stats_of_x(xp, kp, kt, kt + s.c, kt + 2 * s.c, s, cmp, smp, rsxp);
+    const bool given = first.defined() && first.numel();
+    TORCH_CHECK(!given || first.numel() == FirstSums(s, cmp != nullptr, smp || rsxp).size(),
+                "action_infer: the first sums do not fit this call (", first.numel(), " floats)");
+    nchw_stats_of_x(xp, kp, kt, kt + s.c, kt + 2 * s.c, s, cmp, smp, rsxp, given ? fp(first) : nullptr);
   } else {  // xs row by row [into the output's buffer, the squeeze summed block by block]
     for_each_xs_row(
         xp, kp, s, xs_block_rows(s), squeeze ? xsp : nullptr,
@@ -1389,19 +1447,44 @@ std::vector<Tensor> action_forward(Tensor x, Tensor k, int64_t t, bool ste, bool
                                    Tensor ce_sq, Tensor ce_t, Tensor ce_ex, Tensor me_sq, Tensor bn_w,
                                    Tensor bn_b, Tensor bn_rm, Tensor bn_rv, bool batch_stats, double factor,
                                    double eps, Tensor me_dw, Tensor me_ex, bool cache_out) {
-  auto fwd = x.is_contiguous() ? forward_nchw : forward_nhwc;
-  return fwd(x, k, t, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, batch_stats, factor, eps,
-             me_dw, me_ex, cache_out, /*keep=*/true);
+  if (!x.is_contiguous())
+    return forward_nhwc(x, k, t, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, batch_stats,
+                        factor, eps, me_dw, me_ex, cache_out, /*keep=*/true);
+  return forward_nchw(x, k, t, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, batch_stats,
+                      factor, eps, me_dw, me_ex, cache_out, /*keep=*/true);
 }
 
 // The module's output where nothing keeps anything of the call (inference), x contiguous or
 // channels_last (then so is the output): only the output is allocated as a tensor and returned.
+// `first` (empty: none): relu_stats' sums of this x, NCHW only.
 Tensor action_infer(Tensor x, Tensor k, int64_t t, bool ste, bool ce, bool me, Tensor ste_w, Tensor ce_sq,
                     Tensor ce_t, Tensor ce_ex, Tensor me_sq, Tensor bn_w, Tensor bn_b, Tensor bn_rm, Tensor bn_rv,
-                    bool batch_stats, double factor, double eps, Tensor me_dw, Tensor me_ex) {
-  auto fwd = x.is_contiguous() ? forward_nchw : forward_nhwc;
-  return fwd(x, k, t, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, batch_stats, factor, eps,
-             me_dw, me_ex, /*cache_out=*/false, /*keep=*/false)[0];
+                    bool batch_stats, double factor, double eps, Tensor me_dw, Tensor me_ex, Tensor first) {
+  if (!x.is_contiguous()) {
+    TORCH_CHECK(!first.numel(), "action_infer: first sums are taken of NCHW-contiguous x only");
+    return forward_nhwc(x, k, t, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, batch_stats,
+                        factor, eps, me_dw, me_ex, /*cache_out=*/false, /*keep=*/false)[0];
+  }
+  return forward_nchw(x, k, t, ste, ce, me, ste_w, ce_sq, ce_t, ce_ex, me_sq, bn_w, bn_b, bn_rm, bn_rv, batch_stats,
+                      factor, eps, me_dw, me_ex, /*cache_out=*/false, /*keep=*/false, first)[0];
+}
+
+// torch.relu_(z) for z (NT, C, H, W) NCHW-contiguous float32, the input of an ACTION module in
+// inference (ste / ce / me its paths, k its shift weights): returns, taken in the same pass, the
+// sums of the rectified z that the module's first pass would take of it (action_infer's `first`).
+// z is written where it is: a residual block's output, rectified, read by the block that follows
+// (its shortcut and its module) as it always was. Saves the module the pass that reads x again
+// from memory (pass F1 of inference).
+Tensor relu_stats(Tensor z, Tensor k, int64_t t, bool ste, bool ce, bool me) {
+  TORCH_CHECK(z.dim() == 4 && z.scalar_type() == at::kFloat && z.is_cpu() && z.is_contiguous(),
+              "relu_stats: z must be an NCHW-contiguous float32 CPU tensor (N*T, C, H, W)");
+  TORCH_CHECK(t > 0 && z.size(0) % t == 0, "relu_stats: ", z.size(0), " frames are not clips of T = ", t);
+  TORCH_CHECK(k.numel() == z.size(1) * 3 && k.is_contiguous(), "relu_stats: k must be the (C, 1, 3) shift weights");
+  const Shape s = shape_of(z, t);
+  const FirstSums fs(s, ste, ce || me);
+  Tensor out = at::empty({fs.size()}, z.options());
+  nchw_first_sums(fp(z), k.data_ptr<float>(), s, /*relu=*/true, ste, ce || me, /*edges=*/me, fp(out));
+  return out;
 }
 
 // B2+B3 on channels_last tensors: G = g * (gate_c + gate_s) + d cm / C + d sm / P + E, with ME's data
