@@ -993,6 +993,44 @@ void for_each_xs_pixel(const float* x, const float* rows, const Shape& s, float*
   });
 }
 
+#if defined(__AVX512F__)
+// region_sums_of_edges for 8 maps at once, bitwise: e[q * ld_e + j] holds base sum q (total, first /
+// last row, first / last column, corners (0, 0), (0, W-1), (H-1, 0), (H-1, W-1)) of map j; the
+// nine region sums of map j go to out[j * ld + 0..8]. The same double operations in the same order
+// (a lane per map), rounded to float as float(v) does, and stored eight at a time after an 8 x 8
+// transpose in registers instead of one float per store.
+inline void region_sums_8(const float* e, int64_t ld_e, float* out, int64_t ld) {
+  __m512d q[9];
+  for (int i = 0; i < 9; ++i) q[i] = _mm512_cvtps_pd(_mm256_loadu_ps(e + i * ld_e));
+  const __m512d zero = _mm512_setzero_pd();
+  const __m512d row_out[3] = {q[2], zero, q[1]}, col_out[3] = {q[4], zero, q[3]};
+  const __m512d corner[3][3] = {{q[8], zero, q[7]}, {zero, zero, zero}, {q[6], zero, q[5]}};
+  __m256 v[9];
+  for (int a = 0; a < 3; ++a)
+    for (int b = 0; b < 3; ++b)
+      v[a * 3 + b] = _mm512_cvtpd_ps(
+          _mm512_add_pd(_mm512_sub_pd(_mm512_sub_pd(q[0], row_out[a]), col_out[b]), corner[a][b]));
+  __m256 t[8], u[8];  // v[0..7] transposed: u[j] = map j's sums 0..7
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(v[2 * i], v[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(v[2 * i], v[2 * i + 1]);
+  }
+  for (int h = 0; h < 2; ++h) {  // h: sums 0..3, then 4..7
+    u[4 * h + 0] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+    u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0xEE);
+    u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+    u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
+  }
+  alignas(32) float last[8];
+  _mm256_store_ps(last, v[8]);
+  for (int j = 0; j < 4; ++j) {
+    _mm256_storeu_ps(out + j * ld, _mm256_permute2f128_ps(u[j], u[4 + j], 0x20));
+    _mm256_storeu_ps(out + (4 + j) * ld, _mm256_permute2f128_ps(u[j], u[4 + j], 0x31));
+  }
+  for (int j = 0; j < 8; ++j) out[j * ld + 8] = last[j];
+}
+#endif
+
 // F1 where xs is not kept (NHWC: evaluation, or no ME path; NCHW: inference), both layouts: the
 // statistics of xs are linear in x, so they come from sums of x read once, unshifted. Per frame f
 // of x: the three dot products of each pixel with the shift weights' rows,
@@ -1041,7 +1079,11 @@ void stats_from_sums_of_x(const float* dots, int64_t dp, int64_t dj, const float
         if (smp)
           for (int64_t j = 0; j < nc; ++j) smp[(c0 + j) * s.nt + f] = sums_xs[j] / s.p;
         if (!rsxp) continue;
-        for (int64_t j = 0; j < nc; ++j) {
+        int64_t j = 0;
+#if defined(__AVX512F__)
+        for (; j + 8 <= nc; j += 8) region_sums_8(sums_xs + j, nc, rsxp + (c0 + j) * s.nt * 9 + f * 9, s.nt * 9);
+#endif
+        for (; j < nc; ++j) {
           const float* r = sums_xs + j;
           const double corners[4] = {r[5 * nc], r[6 * nc], r[7 * nc], r[8 * nc]};
           double v[9];
