@@ -5,6 +5,7 @@ import itertools
 import pytest
 import torch
 
+import actionlib
 from actionlib.ops import PATHS, ActionModule, LearnableShift, TemporalShift, temporal_shift
 from reference_action import params_of, reference_action
 
@@ -190,6 +191,20 @@ def test_backward_under_autocast(paths, layout):
         assert g16.dtype == p.dtype and torch.isfinite(g16).all(), name
         cos = torch.nn.functional.cosine_similarity(g16.flatten(), g32.flatten(), dim=0)
         assert cos > 0.98, (name, cos.item())
+
+
+def test_action_resnet_compiles_without_graph_breaks():
+    """A whole ACTION ResNet (its blocks closing with the modules' ``relu_input_``) traces in one
+    graph in inference and in training."""
+    import torch._dynamo
+
+    m = actionlib.build_model("action", "resnet18", 5, 4).eval()
+    x = torch.randn(1, 4, 3, 32, 32)
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            explained = torch._dynamo.explain(m)(x)
+        assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+    torch._dynamo.reset()
 
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])

@@ -171,7 +171,9 @@ class ActionModule(nn.Module):
         the same pass over ``z`` takes the sums this module's first pass would read of it (its
         statistics are linear in its input); they go with ``z``, checked by its version counter,
         and the module's call skips that pass. The same numbers either way."""
-        first = None if torch.is_grad_enabled() or z.is_inference() else _kernel.relu_stats(self, z)
+        first = None
+        if not (torch.is_grad_enabled() or torch.compiler.is_compiling() or z.is_inference()):
+            first = _kernel.relu_stats(self, z)  # (compile traces torch.relu_; is_inference breaks its graph)
         if first is None:
             return torch.relu_(z)
         z._action_first_sums = (self, z._version, first)
