@@ -39,6 +39,13 @@ class Inserted(nn.Module):
         return self.net(self.temporal(x))
 
 
+def _close_into_temporal(block: nn.Module, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """The end of a torchvision residual block's forward (shortcut added to the residual branch's
+    ``out``, in place), with the next temporal block's ``relu_input_`` as the closing ReLU."""
+    out += x if block.downsample is None else block.downsample(x)
+    return block.next_temporal.relu_input_(out)
+
+
 class BottleneckIntoTemporal(torchvision.models.resnet.Bottleneck):
     """torchvision's ``Bottleneck`` whose closing ReLU is ``next_temporal.relu_input_``: the
     temporal block of the next residual block, which reads this block's output, may take what it
@@ -48,14 +55,9 @@ class BottleneckIntoTemporal(torchvision.models.resnet.Bottleneck):
     next_temporal: nn.Module  # in the instance's __dict__, not a submodule (it is the next block's)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        if self.downsample is not None:
-            identity = self.downsample(x)
-        out += identity
-        return self.next_temporal.relu_input_(out)
+        return _close_into_temporal(self, x, self.bn3(self.conv3(out)))
 
 
 class BasicBlockIntoTemporal(torchvision.models.resnet.BasicBlock):
@@ -64,13 +66,8 @@ class BasicBlockIntoTemporal(torchvision.models.resnet.BasicBlock):
     next_temporal: nn.Module
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.downsample is not None:
-            identity = self.downsample(x)
-        out += identity
-        return self.next_temporal.relu_input_(out)
+        return _close_into_temporal(self, x, self.bn2(self.conv2(out)))
 
 
 _INTO_TEMPORAL = {
