@@ -430,7 +430,7 @@ def test_relu_input_hands_the_first_sums_on(kernel, paths, shape):
         x = z.clone()
         assert m.relu_input_(x) is x
         assert torch.equal(bits(x), bits(x_ref))
-        owner, _, first = x._action_first_sums
+        owner, _, first, *_ = x._action_first_sums
         assert owner is m and first.numel() > 0
         assert torch.equal(bits(m(x)), bits(out_ref))
 
@@ -460,6 +460,14 @@ def test_handed_sums_give_way(kernel):
         assert torch.equal(other(x), other(torch.relu(z)))  # not its sums
         x.mul_(2)  # after the sums were taken
         assert torch.equal(m(x), m(torch.relu(z) * 2))
+        # the shift's weights changed between the ReLU and the module (as a hook might): its dots
+        # in the sums are stale, so the module takes its own; replaced, or changed in place
+        x = m.relu_input_(z.clone())
+        m.shift.weight = torch.nn.Parameter(m.shift.weight.flip(-1))
+        assert torch.equal(m(x), m(torch.relu(z)))
+        x = m.relu_input_(z.clone())
+        m.shift.weight.mul_(0.5)
+        assert torch.equal(m(x), m(torch.relu(z)))
     x = m.relu_input_(z.clone())  # grad mode: the plain ReLU, nothing handed on
     assert not hasattr(x, "_action_first_sums") and torch.equal(x, torch.relu(z))
     with torch.inference_mode():  # inference tensors keep no version counter: nothing handed on

@@ -169,21 +169,33 @@ class ActionModule(nn.Module):
         """``torch.relu_(z)``, where the result is this module's next input: the ReLU that closes
         the residual block before it (``backbones.link_blocks``). In inference through the kernel
         the same pass over ``z`` takes the sums this module's first pass would read of it (its
-        statistics are linear in its input); they go with ``z``, checked by its version counter,
-        and the module's call skips that pass. The same numbers either way."""
+        statistics are linear in its input); they go with ``z`` and the module's call skips that
+        pass. The same numbers either way: the call takes the sums only while ``z`` and the shift's
+        weights (part of the sums) are as they were, by their version counters (a change through
+        ``.data`` is not seen, as autograd does not see it)."""
         first = None
         if not (torch.is_grad_enabled() or torch.compiler.is_compiling() or z.is_inference()):
             first = _kernel.relu_stats(self, z)  # (compile traces torch.relu_; is_inference breaks its graph)
         if first is None:
             return torch.relu_(z)
-        z._action_first_sums = (self, z._version, first)
+        k = self.shift._parameters["weight"]  # the one relu_stats took (the module's plan held)
+        z._action_first_sums = (self, z._version, first, k, k._version)
         return z
+
+    def _handed_sums(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The sums :meth:`relu_input_` took of ``x`` for this module, if ``x`` and the shift's
+        weights are as they were then; else ``None``."""
+        handed = getattr(x, "_action_first_sums", None)
+        if handed is None:
+            return None
+        owner, version, first, k, k_version = handed
+        if owner is not self or version != x._version:
+            return None
+        return first if self.shift._parameters.get("weight") is k and k._version == k_version else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.is_grad_enabled():  # inference: the kernel's call, its arguments kept
-            handed = getattr(x, "_action_first_sums", None)  # relu_input_'s, if x is as it left it
-            first = handed[2] if handed is not None and handed[0] is self and handed[1] == x._version else None
-            out = _kernel.infer(self, x, first)
+            out = _kernel.infer(self, x, self._handed_sums(x))
             if out is not None:
                 return out
         t = self.num_segments
