@@ -22,12 +22,10 @@ Every notebook shares configurations through this module, so a model trained by 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -408,8 +406,7 @@ def dataset_info(plan: Plan) -> dict[str, Any]:
     """Classes and split sizes of the plan's dataset (builds the synthetic set on first use)."""
     from .engine.data import build_datasets, class_names
 
-    with _quiet_tqdm_import():
-        train, val = build_datasets(plan.configs[0])
+    train, val = build_datasets(plan.configs[0])
     names = class_names(train)
     return {"dataset": plan.dataset, "classes": len(names), "train clips": len(train), "val clips": len(val)}
 
@@ -595,18 +592,7 @@ def validation_set(plan: Plan):
     """The validation dataset of the plan's first configuration (test transform)."""
     from .engine.data import build_datasets
 
-    with _quiet_tqdm_import():
-        return build_datasets(plan.configs[0])[1]
-
-
-@contextlib.contextmanager
-def _quiet_tqdm_import():
-    """Without ipywidgets, the first ``import tqdm.auto`` in a kernel warns on stderr; whether that
-    happens here depends on whether the synthetic set must still be generated, which would make
-    the notebooks' stored outputs depend on the machine's cache. Silence that one warning."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="IProgress not found")
-        yield
+    return build_datasets(plan.configs[0])[1]
 
 
 def predict_clip(run_dir: str | os.PathLike, dataset, index: int, *, topk: int = 3) -> pd.DataFrame:

@@ -270,13 +270,13 @@ def figure_positions(ds, clip_ids: Sequence[int | str] | None = None, label: int
 
 
 def models_table(models: Mapping[str, TrainedModel]) -> pd.DataFrame:
-    """One row per model: name, arch, backbone, input size, segments, best top-1, run folder."""
+    """One row per model: name, arch, backbone, input size, segments, best top-1, run folder's name."""
     rows = []
     for name, m in models.items():
         rows.append({
             "model": name, "arch": getattr(m.model, "arch", ""), "backbone": getattr(m.model, "backbone_name", ""),
             "image_size": _cfg_get(m.config, "image_size"), "segments": m.model.num_segments,
-            "top1": None if m.best_top1 is None else round(float(m.best_top1), 2), "run": m.run_dir or "",
+            "top1": None if m.best_top1 is None else round(float(m.best_top1), 2), "run": Path(m.run_dir).name if m.run_dir else "",
         })  # fmt: skip
     return pd.DataFrame(rows)
 

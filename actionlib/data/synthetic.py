@@ -324,7 +324,7 @@ def generate_synthetic(
     progress: bool = True,
 ) -> Path:
     """Write the synthetic benchmark to ``out`` (Jester layout, see the module docstring)."""
-    from tqdm.auto import tqdm
+    from .._progress import tqdm
 
     classes = class_names(num_classes)
     if clips < 2 or frames < 2 or size < 16:

@@ -117,7 +117,7 @@ def evaluate(
     classes, and with ``out_dir`` the files written (predictions.csv, confusion.csv,
     confusion.png, per_class.csv, metrics.json).
     """
-    from tqdm.auto import tqdm
+    from .._progress import tqdm
 
     from ..data import build_dataset
 

@@ -193,7 +193,7 @@ def prepare_input(x: torch.Tensor, device: torch.device, channels_last: bool, no
 def run_validation(model: nn.Module, loader, device: torch.device, dtype: torch.dtype | None,
                    channels_last: bool, info: D.DistInfo, progress: bool = False,
                    normalize=None) -> dict[str, float]:  # fmt: skip
-    from tqdm.auto import tqdm
+    from .._progress import tqdm
 
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top1, top5, count
@@ -321,7 +321,7 @@ def fit(config: Any, *, resume: bool | str | os.PathLike = "auto", train_dataset
 
 
 def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo, resume, train_ds, val_ds) -> dict[str, Any]:
-    from tqdm.auto import tqdm
+    from .._progress import tqdm
 
     t_start = time.perf_counter()
     if (train_ds is None) != (val_ds is None):
