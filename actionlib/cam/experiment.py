@@ -276,7 +276,8 @@ def models_table(models: Mapping[str, TrainedModel]) -> pd.DataFrame:
         rows.append({
             "model": name, "arch": getattr(m.model, "arch", ""), "backbone": getattr(m.model, "backbone_name", ""),
             "image_size": _cfg_get(m.config, "image_size"), "segments": m.model.num_segments,
-            "top1": None if m.best_top1 is None else round(float(m.best_top1), 2), "run": Path(m.run_dir).name if m.run_dir else "",
+            "top1": None if m.best_top1 is None else round(float(m.best_top1), 2),
+            "run": Path(m.run_dir).name if m.run_dir else "",
         })  # fmt: skip
     return pd.DataFrame(rows)
 
