@@ -229,3 +229,18 @@ def test_figure(tiny, clips, tmp_path):
     paths = save_figure(fig, tmp_path / "cam.png")
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)
     plt.close(fig)
+
+
+def test_models_table_names_run_folders(tiny, tmp_path):
+    """The CAM notebook's table of models: one row per model, the run folder by its name (the
+    path would carry the machine's layout into stored notebook outputs)."""
+    from actionlib.cam.experiment import TrainedModel, models_table
+
+    models = {
+        "A": TrainedModel("A", tiny, run_dir=str(tmp_path / "runs" / "tsn-resnet18-synthetic-0123"), best_top1=12.345),
+        "B": TrainedModel("B", tiny),
+    }
+    table = models_table(models)
+    assert list(table["model"]) == ["A", "B"]
+    assert list(table["run"]) == ["tsn-resnet18-synthetic-0123", ""]
+    assert table["top1"][0] == 12.35 and table["top1"].isna()[1]
