@@ -34,6 +34,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 from torch import nn
@@ -110,16 +111,8 @@ def measure_memory(kind: str, args) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=memory_child, args=(kind, args, queue))
-    saved = {k: os.environ.get(k) for k in MEMORY_ENV}
-    os.environ.update(MEMORY_ENV)  # glibc reads them as the child starts
-    try:
+    with mock.patch.dict(os.environ, MEMORY_ENV):  # glibc reads them as the child starts
         proc.start()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k)
-            else:
-                os.environ[k] = v
     out = queue.get()
     proc.join()
     return out
