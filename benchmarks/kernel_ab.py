@@ -95,10 +95,14 @@ def kernel_at(rev: str, name: str = "action_module_ab"):
     return mod
 
 
+# action_infer's arguments after x before 2026-11-26's first sums (its last argument since)
+ARGS_BEFORE_SUMS = 19
+
+
 def _infer_without_sums(infer, x: torch.Tensor, *args):
     """``action_infer`` of a kernel that takes no first sums (:func:`_no_relu_stats` gives none):
-    its 19 arguments after ``x`` (a revision's own wrapper, ``--wrapper``, passes no more)."""
-    return infer(x, *args[:19])
+    its arguments after ``x`` without them (a revision's own wrapper, ``--wrapper``, passes no more)."""
+    return infer(x, *args[:ARGS_BEFORE_SUMS])
 
 
 def _no_relu_stats(*args) -> None:
@@ -110,7 +114,7 @@ def _infer_by_forward(mod, x: torch.Tensor, *args):
     """``action_infer`` for a kernel without it: its forward without the cache, output only (one
     Python call more per module than the revision's own wrapper made: ``--wrapper`` avoids it)."""
     forward = mod.action_forward if x.is_contiguous() else mod.action_forward_nhwc
-    return forward(x, *args[:19], False)[0]
+    return forward(x, *args[:ARGS_BEFORE_SUMS], False)[0]
 
 
 def wrapper_at(rev: str, kern: ModuleType) -> ModuleType:
