@@ -12,13 +12,19 @@ freed, so the peak is that of the memory in use. Left to itself glibc raises the
 blocks are freed and then keeps freed blocks in its heap, by amounts that vary from process to
 process (the ratio read 1.15-1.28 that way; held fixed, 1.240 +- 0.001, 2026-11-26).
 
-    python benchmarks/module_speed.py [--clips 2 --frames 8 --size 112 --repeats 7 --threads 2]
+    python benchmarks/module_speed.py [--clips 2 --frames 8 --size 112 --repeats 25 --threads 2]
                                       [--channels-last] [--backbone resnet50] [--keep-heap]
                                       [--models tsn,action,release]
 
 ``--keep-heap``: glibc keeps freed memory (``actionlib._heap``) in the timed process, so that
 no step faults its buffers in again page by page (train steps otherwise do, ~32k minor faults
 per TSN step). The memory subprocesses run without it: their peaks would count the kept blocks.
+
+Each time ratio comes with a 95% interval: the ratio of medians over rounds drawn with replacement
+(2000 draws, seed 0; a round is one step of every model, so the pairs stay together). On a shared
+host single steps move by 5-10% (2026-11-26, 03:05 UTC: TSN's train step 660-753 ms within 15
+rounds), and with 9 repeats the time ratios read +-0.03 from run to run; the interval says how far
+a reading can be trusted, and ``--repeats 100`` narrows it to about +-0.02.
 
 Targets (issue 2): train-step ratio ACTION/TSN <= 1.15, inference <= 1.10, memory <= 1.3.
 """
@@ -30,6 +36,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -118,13 +125,26 @@ def measure_memory(kind: str, args) -> dict:
     return out
 
 
+def ratio_interval(num: list[float], den: list[float], draws: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap interval of median(num) / median(den), the rounds (index i pairs num[i] with
+    den[i]) drawn with replacement."""
+    rng = random.Random(seed)
+    n = len(num)
+    ratios = []
+    for _ in range(draws):
+        idx = [rng.randrange(n) for _ in range(n)]
+        ratios.append(statistics.median(num[i] for i in idx) / statistics.median(den[i] for i in idx))
+    ratios.sort()
+    return ratios[int(0.025 * draws)], ratios[int(0.975 * draws) - 1]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backbone", default="resnet50", help="a ResNet (default resnet50)")
     p.add_argument("--clips", type=int, default=2)
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--size", type=int, default=112)
-    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--repeats", type=int, default=25, help="timed rounds (default %(default)s)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--channels-last", action="store_true",
@@ -180,6 +200,8 @@ def main() -> None:
         result[f"{k}_vs_tsn"] = {
             "train_step": round(med[k, "train"] / med["tsn", "train"], 3),
             "inference": round(med[k, "infer"] / med["tsn", "infer"], 3),
+            "train_step_95": [round(v, 3) for v in ratio_interval(times[k, "train"], times["tsn", "train"])],
+            "inference_95": [round(v, 3) for v in ratio_interval(times[k, "infer"], times["tsn", "infer"])],
             "peak_step_memory": round(mem[k]["peak_step_mb"] / mem["tsn"]["peak_step_mb"], 3),
             "saved_for_backward": round(mem[k]["saved_mb"] / mem["tsn"]["saved_mb"], 3),
         }
@@ -190,8 +212,10 @@ def main() -> None:
               f"{mem[k]['peak_step_mb']:>14.1f}{mem[k]['saved_mb']:>10.1f}")  # fmt: skip
     for k in names[1:]:
         r = result[f"{k}_vs_tsn"]
-        print(f"{k}/tsn ratio: train step {r['train_step']:.3f}, inference {r['inference']:.3f}, "
-              f"step peak memory {r['peak_step_memory']:.3f}, saved for backward {r['saved_for_backward']:.3f}")  # fmt: skip
+        (tl, th), (il, ih) = r["train_step_95"], r["inference_95"]
+        print(f"{k}/tsn ratio: train step {r['train_step']:.3f} (95%: {tl:.3f}-{th:.3f}), "
+              f"inference {r['inference']:.3f} ({il:.3f}-{ih:.3f}), step peak memory {r['peak_step_memory']:.3f}, "
+              f"saved for backward {r['saved_for_backward']:.3f}")  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
 
