@@ -23,8 +23,9 @@ per TSN step). The memory subprocesses run without it: their peaks would count t
 Each time ratio comes with a 95% interval: the ratio of medians over rounds drawn with replacement
 (2000 draws, seed 0; a round is one step of every model, so the pairs stay together). On a shared
 host single steps move by 5-10% (2026-11-26, 03:05 UTC: TSN's train step 660-753 ms within 15
-rounds), and with 9 repeats the time ratios read +-0.03 from run to run; the interval says how far
-a reading can be trusted, and ``--repeats 100`` narrows it to about +-0.02.
+rounds), and with 9 repeats the time ratios read up to +-0.045 from run to run; the interval says
+how far a reading can be trusted, and ``--repeats 100`` narrows it to about +-0.015. It treats the
+rounds as independent: drifts of the host's load over minutes are not in it.
 
 Targets (issue 2): train-step ratio ACTION/TSN <= 1.15, inference <= 1.10, memory <= 1.3.
 """
